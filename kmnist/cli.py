@@ -1,0 +1,238 @@
+"""`kmnist-sweep`: the command line. Thin: parse, call one library function, render."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kmnist import data as kdata
+from kmnist.errors import UserError
+from kmnist.params import PARAMS, ConfigError, resolve, unknown_key_message
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Cli(click.Group):
+    """Bad input, from the command line or the library, as one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "kmnist-sweep"
+            _fail(f"{exc.format_message()} (see `{command} --help`)")
+        except UserError as exc:
+            _fail(str(exc))
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kmnist-sweep")
+def main() -> None:
+    """Hyperparameter search on Kuzushiji-MNIST, driven by W&B sweep YAML."""
+
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help=f"Folder holding the KMNIST files [default: ${kdata.DATA_DIR_ENV}, "
+    "then the user cache dir].",
+)
+
+
+# -- train -----------------------------------------------------------------------------------
+def _params_help() -> str:
+    lines = ["\b", "Parameters (--name=value; defaults shown):"]
+    lines += [f"  {p.describe()}" for p in PARAMS.values()]
+    return "\n".join(lines)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog=_params_help(),
+)
+@DATA_DIR
+@click.option("--device", help="cuda, cuda:1, mps or cpu [default: the best available].")
+@click.option(
+    "--wandb",
+    "use_wandb",
+    is_flag=True,
+    help="Log the run to W&B (online, or offline with WANDB_MODE=offline).",
+)
+@click.option("--project", default="kmnist-sweep", show_default=True, help="W&B project.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def train(
+    ctx: click.Context,
+    data_dir: Path | None,
+    device: str | None,
+    use_wandb: bool,
+    project: str,
+    as_json: bool,
+) -> None:
+    """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
+    from kmnist import train as trainer
+
+    config = resolve(parse_overrides(ctx.args))
+    dataset = kdata.load(data_dir)
+    wandb_run = None
+    if use_wandb:
+        from kmnist.wandb_run import WandbRun
+
+        wandb_run = WandbRun(config, project=project)
+    epochs = 1 if config["model"] == "knn" else config["epochs"]
+    with _progress(quiet=as_json) as bar:
+        task = bar.add_task(config["model"], total=epochs, status="")
+        reporter = ProgressReporter(bar, task, wandb_run)
+        result = trainer.run(config, reporter, device, dataset)
+    if wandb_run:
+        wandb_run.finish(result)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "config": config,
+                    "status": result.status,
+                    "reason": result.reason,
+                    "summary": result.summary,
+                    "history": result.history,
+                },
+                indent=2,
+            )
+        )
+    else:
+        console.print(_result_table(config, result))
+    if result.status == "failed":
+        err_console.print(f"[red]Trial failed:[/red] {result.reason}", highlight=False)
+        sys.exit(1)
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, str]:
+    """`--key=value` / `--key value` tokens (as `wandb agent` passes them) to a dict."""
+    overrides: dict[str, str] = {}
+    tokens = list(args)
+    while tokens:
+        token = tokens.pop(0)
+        if not token.startswith("--") or token == "--":
+            raise ConfigError(
+                f"unexpected argument {token!r}: parameters are given as "
+                "--name=value (see `kmnist-sweep train --help`)"
+            )
+        key, eq, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in PARAMS:
+            raise ConfigError(unknown_key_message(key))
+        if not eq:
+            if not tokens or tokens[0].startswith("--"):
+                raise ConfigError(f"parameter '{key}' has no value: write --{key}=VALUE")
+            value = tokens.pop(0)
+        overrides[key] = value
+    return overrides
+
+
+class ProgressReporter:
+    """Advances a progress bar each epoch and forwards the metrics to an optional W&B run."""
+
+    def __init__(self, bar: Progress, task: Any, forward: Any = None) -> None:
+        self.bar, self.task, self.forward = bar, task, forward
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        self.bar.update(
+            self.task, completed=epoch, status=f"val/accuracy {metrics['val/accuracy']:.4f}"
+        )
+        return bool(self.forward and self.forward.report(epoch, metrics))
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=err_console,
+        disable=quiet,
+    )
+
+
+def _result_table(config: dict[str, Any], result: Any) -> Table:
+    changed = {k: v for k, v in config.items() if v != PARAMS[k].default}
+    title = f"{config['model']} ({result.status})"
+    table = Table(title=title, caption=" ".join(f"{k}={v}" for k, v in changed.items()) or None)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+# -- data ------------------------------------------------------------------------------------
+@main.group()
+def data() -> None:
+    """Download, verify and describe the official KMNIST files."""
+
+
+@data.command()
+@DATA_DIR
+def download(data_dir: Path | None) -> None:
+    """Download the official files (md5-checked) unless a verified copy is already there."""
+    target = kdata.fetch(kdata.data_folder(data_dir))
+    console.print(f"KMNIST files verified in {target}")
+
+
+@data.command()
+@DATA_DIR
+def verify(data_dir: Path | None) -> None:
+    """Check every file's md5; exit 2 if none of the folders holds a complete, verified set."""
+    folder, fmt = kdata.locate(data_dir)
+    table = Table(title=f"KMNIST ({fmt}) in {folder}")
+    for column in ("file", "md5", "status"):
+        table.add_column(column)
+    for name, expected in kdata.FILES[fmt].values():
+        table.add_row(name, expected, "[green]ok[/green]")
+    console.print(table)
+
+
+@data.command()
+@DATA_DIR
+@click.option("--val-fraction", default=0.1, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
+    """Where the files are, their sums, and images per class in train/validation/test."""
+    dataset = kdata.load(data_dir, download=False)
+    train_idx, val_idx = kdata.stratified_split(dataset.train_labels, val_fraction, seed)
+    splits = {
+        "train": dataset.train_labels[train_idx],
+        "validation": dataset.train_labels[val_idx],
+        "test": dataset.test_labels,
+    }
+    table = Table(
+        title=f"KMNIST in {dataset.folder} ({dataset.format})",
+        caption=f"validation: {val_fraction:.0%} of the training images, seed {seed}",
+    )
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    counts = {split: np.bincount(labels, minlength=10) for split, labels in splits.items()}
+    for cls, name in enumerate(kdata.CLASSES):
+        table.add_row(f"{cls} {name}", *(str(counts[s][cls]) for s in splits))
+    table.add_row("total", *(str(len(labels)) for labels in splits.values()))
+    console.print(table)
+    for name, md5 in kdata.FILES[dataset.format].values():
+        console.print(f"  {name}  md5 {md5}  ok")

@@ -1,0 +1,17 @@
+"""Model families, each built from a plain config dict (see `kmnist.params`)."""
+
+from typing import Any
+
+from torch import nn
+
+from kmnist.models.cnn import deep_cnn, starter_cnn
+from kmnist.models.knn import KNNClassifier
+
+NETWORK_BUILDERS = {"cnn": starter_cnn, "deep_cnn": deep_cnn}
+
+
+def build_network(config: dict[str, Any]) -> nn.Module:
+    return NETWORK_BUILDERS[config["model"]](config)
+
+
+__all__ = ["NETWORK_BUILDERS", "KNNClassifier", "build_network"]

@@ -1,0 +1,69 @@
+"""Convolutional networks for 28x28 grey images, built from a config dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+N_CLASSES = 10
+
+
+class Dropout(nn.Module):
+    """Dropout whose CPU mask costs a third of `nn.Dropout`'s.
+
+    On the CPU, `bernoulli_` draws one generator call per element and takes a fifth of a
+    starter-CNN step; here each element gets one byte of a 64-bit draw instead, so `p` is
+    rounded to a multiple of 1/256 there. Other devices use `F.dropout` as it is.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        threshold = min(round(self.p * 256), 255)
+        n = x.numel()
+        words = torch.empty((n + 6) // 7, dtype=torch.int64).random_()  # 63 random bits each
+        random_bytes = words.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n]
+        keep = random_bytes.view(x.shape) >= threshold
+        return x * keep * (256 / (256 - threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def starter_cnn(config: dict[str, Any]) -> nn.Sequential:
+    """The KMNIST benchmark's starter network: conv-conv-maxpool-dropout-dense-dropout."""
+    l1, l2, fc1 = config["l1_size"], config["l2_size"], config["fc1_size"]
+    return nn.Sequential(
+        nn.Conv2d(1, l1, 3), nn.ReLU(),
+        nn.Conv2d(l1, l2, 3), nn.ReLU(),
+        nn.MaxPool2d(2), Dropout(config["dropout_1"]),
+        nn.Flatten(), nn.Linear(l2 * 12 * 12, fc1), nn.ReLU(),
+        Dropout(config["dropout_2"]), nn.Linear(fc1, N_CLASSES),
+    )  # fmt: skip
+
+
+def deep_cnn(config: dict[str, Any]) -> nn.Sequential:
+    """`depth` blocks of two 3x3 convs (+ batch norm), width doubling, 2x2 pooling between."""
+    layers: list[nn.Module] = []
+    channels, size = 1, 28
+    for block in range(config["depth"]):
+        width = config["width"] * 2**block
+        for _ in range(2):
+            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=not config["batch_norm"])]
+            layers += [nn.BatchNorm2d(width)] if config["batch_norm"] else []
+            layers += [nn.ReLU(inplace=True)]
+            channels = width
+        if size >= 2 and block < config["depth"] - 1:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), Dropout(config["dropout"])]
+    return nn.Sequential(*layers, nn.Linear(channels, N_CLASSES))

@@ -1,0 +1,294 @@
+"""Every knob the trainer reads: name, type, default, allowed values, and which models use it.
+
+This table is the trainer's contract: `kmnist-sweep train` parses against it, and sweep files are
+checked against it. `resolve` turns a raw config (from a sweep, the CLI or W&B) into a complete,
+typed one, or raises one clear error naming the key, the bad value, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kmnist.errors import UserError
+
+NETWORKS = ("cnn", "deep_cnn")
+ALL_MODELS = ("knn", *NETWORKS)
+
+
+class ConfigError(UserError):
+    """A trial config names an unknown key or gives a value outside its domain."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: type  # int, float, str or bool
+    default: Any
+    help: str
+    models: tuple[str, ...] = ALL_MODELS
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # inclusive bounds for numbers
+    high: float | None = None
+
+    def describe(self) -> str:
+        domain = "|".join(self.choices) if self.choices else self.type.__name__
+        if self.low is not None or self.high is not None:
+            domain += f" in [{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}]"
+        return f"{self.name}={self.default!s} ({domain}): {self.help}"
+
+
+def _fmt(bound: float | None, missing: str) -> str:
+    return missing if bound is None else f"{bound:g}"
+
+
+def _p(name: str, type_: type, default: Any, help_: str, **kw: Any) -> tuple[str, Param]:
+    return name, Param(name, type_, default, help_, **kw)
+
+
+PARAMS: dict[str, Param] = dict(
+    [
+        _p("model", str, "cnn", "model family", choices=ALL_MODELS),
+        _p("seed", int, 0, "seed for the split, initialisation, shuffling and augmentation"),
+        _p(
+            "val_fraction",
+            float,
+            0.1,
+            "share of the 60k training images held out for validation (stratified)",
+            low=0.01,
+            high=0.5,
+        ),
+        _p(
+            "train_size",
+            int,
+            0,
+            "train on a stratified subset of this many images (0 = all)",
+            low=0,
+        ),
+        _p(
+            "precision",
+            str,
+            "auto",
+            "arithmetic: bf16 autocast where the device runs it "
+            "natively (auto), or always fp32/bf16",
+            choices=("auto", "fp32", "bf16"),
+        ),
+        # kNN
+        _p("k", int, 4, "neighbours that vote", models=("knn",), low=1),
+        _p(
+            "weights",
+            str,
+            "distance",
+            "vote weight",
+            models=("knn",),
+            choices=("uniform", "distance"),
+        ),
+        _p(
+            "metric",
+            str,
+            "euclidean",
+            "distance",
+            models=("knn",),
+            choices=("euclidean", "cosine", "manhattan"),
+        ),
+        _p(
+            "pca_components",
+            int,
+            0,
+            "project onto this many principal components (0 = off)",
+            models=("knn",),
+            low=0,
+            high=784,
+        ),
+        _p(
+            "standardize",
+            bool,
+            False,
+            "scale each pixel to zero mean, unit variance",
+            models=("knn",),
+        ),
+        # starter CNN (conv-conv-pool-dropout-fc-dropout)
+        _p("l1_size", int, 32, "filters of the first conv", models=("cnn",), low=1),
+        _p("l2_size", int, 64, "filters of the second conv", models=("cnn",), low=1),
+        _p("fc1_size", int, 128, "units of the hidden dense layer", models=("cnn",), low=1),
+        _p("dropout_1", float, 0.25, "dropout after pooling", models=("cnn",), low=0, high=0.95),
+        _p(
+            "dropout_2",
+            float,
+            0.5,
+            "dropout after the dense layer",
+            models=("cnn",),
+            low=0,
+            high=0.95,
+        ),
+        # deeper CNN family
+        _p(
+            "depth",
+            int,
+            3,
+            "conv blocks (two 3x3 convs each, width doubling)",
+            models=("deep_cnn",),
+            low=1,
+            high=5,
+        ),
+        _p("width", int, 32, "channels of the first block", models=("deep_cnn",), low=1),
+        _p("batch_norm", bool, True, "batch normalisation after each conv", models=("deep_cnn",)),
+        _p(
+            "dropout",
+            float,
+            0.2,
+            "dropout before the classifier",
+            models=("deep_cnn",),
+            low=0,
+            high=0.95,
+        ),
+        # optimisation, for both networks
+        _p(
+            "optimizer",
+            str,
+            "adam",
+            "optimiser",
+            models=NETWORKS,
+            choices=("adam", "adamw", "sgd", "adadelta"),
+        ),
+        _p("lr", float, 1e-3, "learning rate (peak rate with onecycle)", models=NETWORKS, low=0),
+        _p("weight_decay", float, 0.0, "L2 (decoupled with adamw)", models=NETWORKS, low=0),
+        _p("momentum", float, 0.9, "sgd momentum", models=NETWORKS, low=0, high=1),
+        _p("nesterov", bool, False, "sgd Nesterov momentum", models=NETWORKS),
+        _p(
+            "schedule",
+            str,
+            "none",
+            "learning-rate schedule, stepped per batch",
+            models=NETWORKS,
+            choices=("none", "cosine", "onecycle"),
+        ),
+        _p(
+            "label_smoothing",
+            float,
+            0.0,
+            "cross-entropy label smoothing",
+            models=NETWORKS,
+            low=0,
+            high=0.5,
+        ),
+        _p("batch_size", int, 128, "training batch size", models=NETWORKS, low=1),
+        _p("epochs", int, 10, "passes over the training split", models=NETWORKS, low=1),
+        # augmentation, on the device, per batch
+        _p(
+            "aug_translate",
+            float,
+            0.0,
+            "random shift, as a fraction of the image size",
+            models=NETWORKS,
+            low=0,
+            high=0.5,
+        ),
+        _p(
+            "aug_rotate",
+            float,
+            0.0,
+            "random rotation, degrees either way",
+            models=NETWORKS,
+            low=0,
+            high=180,
+        ),
+        _p(
+            "aug_scale",
+            float,
+            0.0,
+            "random zoom, fraction either way",
+            models=NETWORKS,
+            low=0,
+            high=0.5,
+        ),
+        _p(
+            "aug_erasing",
+            float,
+            0.0,
+            "probability of erasing a random rectangle",
+            models=NETWORKS,
+            low=0,
+            high=1,
+        ),
+    ]
+)
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A complete config: `raw`'s values checked and converted, defaults for the rest.
+
+    Keys starting with `_` (W&B's own, such as `_wandb`) are ignored. Values may be strings,
+    as W&B's agent passes them on a command line (`--nesterov=True`).
+    """
+    config = {name: p.default for name, p in PARAMS.items()}
+    for key, value in raw.items():
+        if key.startswith("_"):
+            continue
+        if key not in PARAMS:
+            raise ConfigError(unknown_key_message(key))
+        config[key] = coerce(PARAMS[key], value)
+    return config
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, PARAMS, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown parameter '{key}'{hint}; valid parameters: {', '.join(PARAMS)}"
+
+
+def coerce(param: Param, value: Any) -> Any:
+    """`value` as `param`'s type, or ConfigError saying what was expected."""
+    try:
+        converted = _convert(param.type, value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"parameter '{param.name}': expected {_expected(param)}, got {value!r}"
+        ) from None
+    if param.choices and converted not in param.choices:
+        raise ConfigError(
+            f"parameter '{param.name}': expected one of {', '.join(param.choices)}, got {value!r}"
+        )
+    too_low = param.low is not None and converted < param.low
+    too_high = param.high is not None and converted > param.high
+    if too_low or too_high:
+        raise ConfigError(f"parameter '{param.name}': expected {_expected(param)}, got {value!r}")
+    return converted
+
+
+def _expected(param: Param) -> str:
+    kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    text = kind[param.type]
+    if param.low is not None or param.high is not None:
+        text += f" in [{_fmt(param.low, '-inf')}, {_fmt(param.high, 'inf')}]"
+    return text
+
+
+def _convert(kind: type, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError(value)
+    if isinstance(value, bool):  # True is an int to Python, never a number to us
+        raise TypeError(value)
+    if kind is int:
+        number = float(value)
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    if kind is float:
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(value)
+        return number
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value

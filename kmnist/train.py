@@ -1,0 +1,306 @@
+"""One trial: a config, a reporter and a device in, a result out. The only training loop.
+
+Data stays resident as tensors on the device; batches are index slices of it, augmented there.
+Each epoch is reported; the reporter may answer "stop" (pruning), which ends the loop cleanly.
+The test set is scored once, at the end; the sweep objective is the validation split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kmnist import data as kdata
+from kmnist.augment import augment, is_enabled
+from kmnist.models import KNNClassifier, build_network
+from kmnist.params import resolve
+
+EVAL_BATCH = 2000
+
+
+class Reporter(Protocol):
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Receive one epoch's metrics; return True to stop the trial now."""
+        ...
+
+
+@dataclass
+class TrialResult:
+    status: str  # "completed", "stopped" (the reporter asked) or "failed"
+    summary: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    reason: str = ""  # why it failed
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/validation/test tensors on one device; images (n, 1, 28, 28), uint8."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def run(
+    config: Mapping[str, Any],
+    reporter: Reporter | None = None,
+    device: str | torch.device | None = None,
+    data: kdata.Kmnist | None = None,
+) -> TrialResult:
+    """Train and score one config. Unknown keys or bad values raise ConfigError."""
+    cfg = resolve(config)
+    dev = pick_device(device)
+    splits = make_splits(data or kdata.load(), cfg, dev)
+    torch.manual_seed(cfg["seed"])
+    start = time.perf_counter()
+    trainer = _run_knn if cfg["model"] == "knn" else _run_network
+    try:
+        result = trainer(cfg, splits, reporter, dev)
+    except Diverged as exc:
+        return TrialResult("failed", reason=str(exc))
+    except torch.OutOfMemoryError:
+        return TrialResult("failed", reason=f"out of memory on {dev}")
+    result.summary["wall_time"] = time.perf_counter() - start
+    return result
+
+
+def make_splits(data: kdata.Kmnist, cfg: dict[str, Any], device: torch.device) -> Splits:
+    train_idx, val_idx = kdata.stratified_split(data.train_labels, cfg["val_fraction"], cfg["seed"])
+    train_idx = train_idx[
+        kdata.stratified_subset(data.train_labels[train_idx], cfg["train_size"], cfg["seed"])
+    ]
+    images, labels, test_x, test_y = _on_device(data, str(device))
+    pick = lambda idx: torch.from_numpy(idx).to(device)  # noqa: E731
+    return Splits(
+        images[pick(train_idx)],
+        labels[pick(train_idx)],
+        images[pick(val_idx)],
+        labels[pick(val_idx)],
+        test_x,
+        test_y,
+    )
+
+
+@lru_cache(maxsize=2)
+def _on_device(data: kdata.Kmnist, device: str) -> tuple[torch.Tensor, ...]:
+    """The release as tensors on `device`, moved once per agent and reused by every trial."""
+    arrays = (data.train_images, data.train_labels, data.test_images, data.test_labels)
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+    return tensors[0][:, None], tensors[1].long(), tensors[2][:, None], tensors[3].long()
+
+
+# -- kNN: one "epoch", fit and score -------------------------------------------------------
+def _run_knn(
+    cfg: dict[str, Any], s: Splits, reporter: Reporter | None, device: torch.device
+) -> TrialResult:
+    tick = time.perf_counter()
+    knn = KNNClassifier(cfg).fit(s.train_x, s.train_y)
+    val_loss, val_acc = _knn_score(knn, s.val_x, s.val_y)
+    metrics = {
+        "epoch": 1,
+        "val/loss": val_loss,
+        "val/accuracy": val_acc,
+        "epoch_time": time.perf_counter() - tick,
+    }
+    stopped = bool(reporter and reporter.report(1, metrics))
+    test_loss, test_acc = _knn_score(knn, s.test_x, s.test_y)
+    return _result(stopped, [metrics], test_loss, test_acc, n_params=0)
+
+
+def _knn_score(knn: KNNClassifier, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Log loss (probabilities clipped at 1e-7, as scikit-learn) and accuracy."""
+    proba = knn.predict_proba(x)
+    loss = -proba.gather(1, y[:, None]).clamp_min(1e-7).log().mean()
+    return float(loss), float((proba.argmax(1) == y).double().mean())
+
+
+# -- networks ------------------------------------------------------------------------------
+def _run_network(
+    cfg: dict[str, Any], s: Splits, reporter: Reporter | None, device: torch.device
+) -> TrialResult:
+    model = build_network(cfg).to(device)
+    steps_per_epoch = math.ceil(len(s.train_x) / cfg["batch_size"])
+    optimizer = _optimizer(cfg, model)
+    schedule = _schedule(cfg, optimizer, steps_per_epoch * cfg["epochs"])
+    gen = torch.Generator(device).manual_seed(cfg["seed"])
+    history: list[dict[str, float]] = []
+    stopped = False
+    for epoch in range(1, cfg["epochs"] + 1):
+        tick = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = _train_epoch(model, cfg, s, optimizer, schedule, gen, device)
+        val_loss, val_acc = _evaluate(model, cfg, s.val_x, s.val_y, device)
+        if not math.isfinite(val_loss):
+            raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
+        metrics = {
+            "epoch": epoch,
+            "train/loss": train_loss,
+            "val/loss": val_loss,
+            "val/accuracy": val_acc,
+            "lr": lr,
+            "epoch_time": time.perf_counter() - tick,
+        }
+        history.append(metrics)
+        if reporter and reporter.report(epoch, metrics):
+            stopped = True
+            break
+    test_loss, test_acc = _evaluate(model, cfg, s.test_x, s.test_y, device)
+    n_params = sum(p.numel() for p in model.parameters())
+    return _result(stopped, history, test_loss, test_acc, n_params)
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    cfg: dict[str, Any],
+    s: Splits,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any,
+    gen: torch.Generator,
+    device: torch.device,
+) -> float:
+    model.train()
+    total = torch.zeros((), device=device)
+    seen = 0
+    for step, idx in enumerate(_batches(len(s.train_x), cfg["batch_size"], gen, device)):
+        x = _as_input(s.train_x[idx])
+        if is_enabled(cfg):
+            x = augment(x, cfg, gen)
+        with _autocast(cfg, device):
+            loss = F.cross_entropy(
+                model(x).float(), s.train_y[idx], label_smoothing=cfg["label_smoothing"]
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        total += loss.detach() * len(idx)
+        seen += len(idx)
+        if step % 100 == 99 and not torch.isfinite(total):  # a sync every 100 steps only
+            raise Diverged(f"training loss is {float(total)} at step {step + 1}")
+    mean = float(total) / seen
+    if not math.isfinite(mean):
+        raise Diverged(f"training loss is {mean}")
+    return mean
+
+
+def _batches(
+    n: int, size: int, gen: torch.Generator, device: torch.device
+) -> Iterator[torch.Tensor]:
+    order = torch.randperm(n, generator=gen, device=device)
+    for start in range(0, n, size):
+        if n - start >= 2 or start == 0:  # a batch of one breaks batch norm
+            yield order[start : start + size]
+
+
+def _as_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 1, 28, 28) -> float in [0, 1]."""
+    return images.float() / 255.0
+
+
+@torch.no_grad()
+def _evaluate(
+    model: torch.nn.Module,
+    cfg: dict[str, Any],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for start in range(0, len(x), EVAL_BATCH):
+        with _autocast(cfg, device):
+            logits = model(_as_input(x[start : start + EVAL_BATCH])).float()
+        target = y[start : start + EVAL_BATCH]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum")
+        correct += (logits.argmax(1) == target).sum()
+    return float(loss_sum) / len(x), float(correct) / len(x)
+
+
+def _autocast(cfg: dict[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
+    if use_bf16(cfg["precision"], device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast when asked, or (auto) where the hardware runs bf16 natively."""
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+
+
+def _optimizer(cfg: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
+    params, lr, wd = model.parameters(), cfg["lr"], cfg["weight_decay"]
+    name = cfg["optimizer"]
+    if name == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            weight_decay=wd,
+            momentum=cfg["momentum"],
+            nesterov=cfg["nesterov"] and cfg["momentum"] > 0,
+        )
+    optimizers = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "adadelta": torch.optim.Adadelta,
+    }
+    return optimizers[name](params, lr=lr, weight_decay=wd)
+
+
+def _schedule(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    if cfg["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if cfg["schedule"] == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg["lr"], total_steps=total_steps
+        )
+    return None
+
+
+def _result(
+    stopped: bool, history: list[dict[str, float]], test_loss: float, test_acc: float, n_params: int
+) -> TrialResult:
+    best = max(history, key=lambda m: m["val/accuracy"])
+    summary = {
+        "val/accuracy": history[-1]["val/accuracy"],
+        "val/loss": history[-1]["val/loss"],
+        "val/best_accuracy": best["val/accuracy"],
+        "val/best_epoch": best["epoch"],
+        "test/accuracy": test_acc,
+        "test/loss": test_loss,
+        "kmnist_val_acc": test_acc,  # the original W&B benchmark's key: test accuracy
+        "epochs": len(history),
+        "parameters": n_params,
+    }
+    return TrialResult("stopped" if stopped else "completed", summary, history)
