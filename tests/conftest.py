@@ -1,0 +1,38 @@
+"""Shared fixtures: the folder holding the official KMNIST files, and Hypothesis settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from kmnist.data import DATA_DIR_ENV, FILES
+
+# No example database: the property tests are cheap to rerun and must not litter the checkout.
+settings.register_profile("kmnist", database=None, deadline=None)
+settings.load_profile("kmnist")
+
+
+@pytest.fixture(scope="session")
+def kmnist_dir() -> Path:
+    """The folder named by $KMNIST_DATA_DIR, checked to hold all eight official files."""
+    value = os.environ.get(DATA_DIR_ENV)
+    if not value:
+        pytest.fail(
+            f"{DATA_DIR_ENV} is not set: these tests read the official KMNIST files; run e.g. "
+            f"`{DATA_DIR_ENV}=/work/shared/data/kmnist python -m pytest tests`",
+            pytrace=False,
+        )
+    folder = Path(value).expanduser()
+    missing = [
+        name for fmt in FILES.values() for name, _ in fmt.values() if not (folder / name).is_file()
+    ]
+    if missing:
+        pytest.fail(
+            f"{DATA_DIR_ENV}={value} lacks {', '.join(missing)}: point it at a folder holding "
+            "the eight official KMNIST files (4 npz, 4 idx .gz)",
+            pytrace=False,
+        )
+    return folder

@@ -1,0 +1,141 @@
+"""The training loop on real KMNIST subsets: it learns, reports, stops, and fails cleanly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pytest
+import torch
+
+from kmnist import train
+from kmnist.augment import augment
+from kmnist.params import ConfigError, resolve
+
+SMALL = {"train_size": 3000, "val_fraction": 0.05, "batch_size": 64}
+
+
+class Recorder:
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.reports: list[tuple[int, dict]] = []
+        self.stop_at = stop_at
+
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        self.reports.append((epoch, dict(metrics)))
+        return epoch == self.stop_at
+
+
+def test_starter_cnn_learns_on_a_real_subset() -> None:
+    rec = Recorder()
+    result = train.run({"model": "cnn", "epochs": 3, **SMALL}, rec, device="cpu")
+    assert result.status == "completed", result.reason
+    assert [epoch for epoch, _ in rec.reports] == [1, 2, 3]
+    losses = [m["train/loss"] for _, m in rec.reports]
+    assert losses[-1] < losses[0] * 0.8
+    assert result.summary["val/best_accuracy"] > 0.75  # chance is 0.10
+    assert result.summary["test/accuracy"] > 0.55  # the test set is harder than validation
+    assert result.summary["kmnist_val_acc"] == result.summary["test/accuracy"]
+    assert result.summary["epochs"] == 3
+    assert result.summary["parameters"] == 1_199_882  # the starter network's size
+    for key in ("epoch", "train/loss", "val/loss", "val/accuracy", "lr", "epoch_time"):
+        assert key in rec.reports[0][1]
+
+
+def test_deep_cnn_with_augmentation_and_schedule_learns() -> None:
+    config = {
+        "model": "deep_cnn",
+        "depth": 2,
+        "width": 16,
+        "epochs": 2,
+        "schedule": "onecycle",
+        "lr": 0.01,
+        "optimizer": "adamw",
+        "aug_translate": 0.1,
+        "aug_rotate": 10,
+        "aug_scale": 0.1,
+        "aug_erasing": 0.5,
+        "label_smoothing": 0.1,
+        **SMALL,
+    }
+    result = train.run(config, device="cpu")
+    assert result.status == "completed", result.reason
+    assert result.summary["val/best_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.05), ("adadelta", 1.0), ("adamw", 1e-3)])
+@pytest.mark.parametrize("schedule", ["none", "cosine"])
+def test_every_optimizer_and_schedule_trains(optimizer: str, lr: float, schedule: str) -> None:
+    config = {
+        "model": "cnn",
+        "epochs": 1,
+        "optimizer": optimizer,
+        "lr": lr,
+        "schedule": schedule,
+        "nesterov": True,
+        "l1_size": 8,
+        "l2_size": 8,
+        "fc1_size": 16,
+        **SMALL,
+        "train_size": 1000,
+    }
+    result = train.run(config, device="cpu")
+    assert result.status == "completed"
+    assert math.isfinite(result.history[0]["train/loss"])
+    assert result.summary["val/accuracy"] > 0.2
+
+
+def test_reporter_stop_ends_the_trial_cleanly_and_still_scores_test() -> None:
+    rec = Recorder(stop_at=1)
+    result = train.run(
+        {"model": "cnn", "epochs": 5, **SMALL, "train_size": 1000}, rec, device="cpu"
+    )
+    assert result.status == "stopped"
+    assert len(result.history) == 1 and len(rec.reports) == 1
+    assert 0 < result.summary["test/accuracy"] <= 1
+
+
+def test_divergence_is_a_failure_with_a_reason_not_a_crash() -> None:
+    config = {"model": "cnn", "epochs": 3, "optimizer": "sgd", "lr": 1e12, **SMALL}
+    result = train.run(config, device="cpu")
+    assert result.status == "failed"
+    assert "loss is" in result.reason and ("nan" in result.reason or "inf" in result.reason)
+
+
+def test_knn_trial_reports_one_epoch() -> None:
+    rec = Recorder()
+    result = train.run({"model": "knn", "k": 3, **SMALL}, rec, device="cpu")
+    assert result.status == "completed"
+    assert [epoch for epoch, _ in rec.reports] == [1]
+    assert rec.reports[0][1]["val/accuracy"] > 0.8
+    assert result.summary["test/accuracy"] > 0.6
+
+
+def test_same_seed_same_result_other_seed_other_result() -> None:
+    config = {"model": "cnn", "epochs": 1, "precision": "fp32", **SMALL, "train_size": 1000}
+    first = train.run(config, device="cpu").summary["val/loss"]
+    assert train.run(config, device="cpu").summary["val/loss"] == first
+    assert train.run({**config, "seed": 1}, device="cpu").summary["val/loss"] != first
+
+
+def test_unknown_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        train.run({"model": "cnn", "epoch": 3})
+
+
+def test_augmentation_keeps_shape_and_changes_pixels() -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 1, 28, 28)
+    config = resolve({"aug_translate": 0.1, "aug_rotate": 15, "aug_erasing": 1.0})
+    out = augment(images, config, gen)
+    assert out.shape == images.shape
+    assert not torch.equal(out, images)
+    erased_only = augment(images, resolve({"aug_erasing": 1.0}), gen)
+    assert ((erased_only == 0) & (images != 0)).flatten(1).any(1).all()  # a box in each image
+
+
+def test_zero_affine_is_the_identity() -> None:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 1, 28, 28)
+    from kmnist.augment import random_affine
+
+    torch.testing.assert_close(random_affine(images, 0.0, 0.0, 0.0, gen), images)
