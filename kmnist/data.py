@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import time
 import urllib.error
@@ -142,7 +143,7 @@ def _read_idx(path: Path) -> np.ndarray:
     raw = gzip.decompress(path.read_bytes())
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
 
 
 def fetch(folder: Path, retries: int = 3, progress: bool = True) -> Path:
@@ -161,7 +162,7 @@ def _download(url: str, target: Path, expected: str, retries: int, progress: boo
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     part = target.with_name(target.name + ".part")
-    last_error = ""
+    last_error = "no download attempted"
     with Progress(
         *Progress.get_default_columns(),
         DownloadColumn(),
@@ -169,13 +170,13 @@ def _download(url: str, target: Path, expected: str, retries: int, progress: boo
         disable=not progress,
         transient=True,
     ) as bar:
-        for attempt in range(retries):
+        for attempt in range(max(retries, 1)):
             task = bar.add_task(f"{target.name} (try {attempt + 1})", total=None)
             try:
                 actual = _stream(
                     url, part, lambda n, total, t=task: bar.update(t, advance=n, total=total)
                 )
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 last_error = f"cannot download {url}: {getattr(exc, 'reason', exc)}"
             else:
                 if actual == expected:
@@ -205,22 +206,32 @@ def _stream(url: str, part: Path, advance: Callable[[int, int | None], None]) ->
 def stratified_split(
     labels: np.ndarray, val_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices: `val_fraction` of each class to validation, seeded."""
+    """Train and validation indices: `val_fraction` of the items to validation, each class in
+    proportion, seeded."""
     if not 0.0 < val_fraction < 1.0:
         raise UserError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
-    rng = np.random.default_rng(seed)
-    train, val = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = round(len(members) * val_fraction)
-        val.append(members[:n_val])
-        train.append(members[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+    return _split(labels, round(len(labels) * val_fraction), seed)
 
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices of a seeded, class-balanced subset of `size` items (all when size is 0)."""
+    """Indices of a seeded, class-balanced subset of exactly `size` items (all when size is 0)."""
     if size <= 0 or size >= len(labels):
         return np.arange(len(labels))
-    _, subset = stratified_split(labels, size / len(labels), seed)
-    return subset
+    return _split(labels, size, seed)[1]
+
+
+def _split(labels: np.ndarray, n_picked: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, picked): `n_picked` indices drawn per class in proportion to its size."""
+    classes, sizes = np.unique(labels, return_counts=True)
+    quotas = sizes * n_picked / len(labels)
+    counts = np.floor(quotas).astype(int)
+    # Largest remainders get the leftover items, so the counts add up to n_picked exactly.
+    leftover = np.argsort(counts - quotas, kind="stable")[: n_picked - counts.sum()]
+    counts[leftover] += 1
+    rng = np.random.default_rng(seed)
+    rest, picked = [], []
+    for cls, count in zip(classes, counts, strict=True):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        picked.append(members[:count])
+        rest.append(members[count:])
+    return np.sort(np.concatenate(rest)), np.sort(np.concatenate(picked))

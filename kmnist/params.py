@@ -280,7 +280,11 @@ def _convert(kind: type, value: Any) -> Any:
     if isinstance(value, bool):  # True is an int to Python, never a number to us
         raise TypeError(value)
     if kind is int:
-        number = float(value)
+        if isinstance(value, int) or (
+            isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+        ):
+            return int(value)
+        number = float(value)  # 1e3, 128.0
         if not number.is_integer():
             raise ValueError(value)
         return int(number)

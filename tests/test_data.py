@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.client
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -410,12 +409,6 @@ def test_fetch_replaces_only_the_corrupt_file(
     assert part_files(target) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=http.client.HTTPException,
-    reason="BUG in kmnist/data.py _download: http.client.HTTPException (here IncompleteRead) "
-    "is not caught, so it escapes as a raw traceback and leaves a .part file behind",
-)
 def test_connection_dropped_mid_download(kmnist_dir: Path, tmp_path: Path, mirror: Mirror) -> None:
     copy_files(kmnist_dir, mirror.root, NPZ)
     mirror.drop.add("kmnist-train-imgs.npz")
@@ -473,11 +466,6 @@ def test_stratified_subset_all(real: data.Kmnist, size: int) -> None:
     assert np.array_equal(subset, np.arange(60000))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in kmnist/data.py stratified_subset: per-class round() means the subset does "
-    "not hold `size` items (1 -> 0, 5 -> 0, 15 -> 20, 1005 -> 1000)",
-)
 @pytest.mark.parametrize("size", [1, 5, 15, 1005])
 def test_stratified_subset_has_requested_size(real: data.Kmnist, size: int) -> None:
     assert len(data.stratified_subset(real.train_labels, size, 0)) == size
