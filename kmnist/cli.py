@@ -16,7 +16,7 @@ from rich.table import Table
 
 from kmnist import data as kdata
 from kmnist.errors import UserError
-from kmnist.params import PARAMS, ConfigError, resolve, unknown_key_message
+from kmnist.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
 
 console = Console()
 err_console = Console(stderr=True)
@@ -93,7 +93,7 @@ def train(
     if use_wandb:
         from kmnist.wandb_run import WandbRun
 
-        wandb_run = WandbRun(config, project=project)
+        wandb_run = WandbRun(relevant(config), project=project)
     epochs = 1 if config["model"] == "knn" else config["epochs"]
     with _progress(quiet=as_json) as bar:
         task = bar.add_task(config["model"], total=epochs, status="")
@@ -171,7 +171,7 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _result_table(config: dict[str, Any], result: Any) -> Table:
-    changed = {k: v for k, v in config.items() if v != PARAMS[k].default}
+    changed = {k: v for k, v in relevant(config).items() if v != PARAMS[k].default}
     title = f"{config['model']} ({result.status})"
     table = Table(title=title, caption=" ".join(f"{k}={v}" for k, v in changed.items()) or None)
     table.add_column("metric")

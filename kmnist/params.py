@@ -236,6 +236,11 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def relevant(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the keys that `config`'s model reads: what a run's record should show."""
+    return {k: v for k, v in config.items() if config["model"] in PARAMS[k].models}
+
+
 def unknown_key_message(key: str) -> str:
     close = difflib.get_close_matches(key, PARAMS, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -118,3 +118,27 @@ def test_diverging_run_exits_1_with_the_reason() -> None:
     )
     assert proc.returncode == 1
     assert "Trial failed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_wandb_offline_writes_a_run_that_reads_back(tmp_path: Path) -> None:
+    # A real W&B run in offline mode: no server is needed to write it or to read it back.
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    proc = cli("train", *FAST_KNN, "--wandb", env=env)
+    assert proc.returncode == 0, proc.stderr
+    run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    inspect = subprocess.run(
+        ["wandb", "leet", "inspect", "--summary", "--json", str(run_dirs[0])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    record = json.loads(inspect.stdout)
+    assert record["state"] == "finished" and record["project"] == "kmnist-sweep"
+    assert record["config"]["model"] == "knn" and record["config"]["train_size"] == 2000
+    assert "lr" not in record["config"]  # only the knobs the kNN reads
+    summary = record["summary"]
+    assert 0.5 < summary["test/accuracy"] <= 1
+    assert summary["kmnist_val_acc"] == summary["test/accuracy"]
+    assert 0.5 < summary["val/accuracy"] <= 1
