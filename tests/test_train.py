@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import pytest
@@ -76,12 +75,13 @@ def test_every_optimizer_and_schedule_trains(optimizer: str, lr: float, schedule
         "l2_size": 8,
         "fc1_size": 16,
         **SMALL,
-        "train_size": 1000,
+        "train_size": 2000,
+        "batch_size": 16,
     }
     result = train.run(config, device="cpu")
     assert result.status == "completed"
-    assert math.isfinite(result.history[0]["train/loss"])
-    assert result.summary["val/accuracy"] > 0.2
+    assert result.history[0]["train/loss"] < 2.25  # below chance level, ln(10) = 2.30
+    assert result.summary["val/accuracy"] > 0.3
 
 
 def test_reporter_stop_ends_the_trial_cleanly_and_still_scores_test() -> None:
