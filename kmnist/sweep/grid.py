@@ -1,0 +1,87 @@
+"""Grid search: the exact product of every parameter's distinct values, as W&B enumerates it.
+
+Discrete forms only: constant, categorical (no probabilities), int_uniform (min..max inclusive)
+and q_uniform (numpy's arange(min, max, q): max excluded, as in W&B).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kmnist.sweep.spec import Bounded, Categorical, Constant, Param, leaves
+
+LIMIT = 100_000  # larger grids need a run_cap that bounds them
+
+
+def is_discrete(param: Param) -> bool:
+    if isinstance(param, Constant):
+        return True
+    if isinstance(param, Categorical):
+        return param.probabilities is None
+    return isinstance(param, Bounded) and param.distribution in ("int_uniform", "q_uniform")
+
+
+def count(param: Param) -> int:
+    """How many distinct values `param` contributes, without listing a huge range."""
+    if isinstance(param, Bounded) and param.distribution == "int_uniform":
+        return max(int(param.max) - int(param.min) + 1, 0)
+    if isinstance(param, Bounded):
+        return max(math.ceil((param.max - param.min) / param.q), 0)
+    return len(values(param))
+
+
+def values(param: Param) -> list[Any]:
+    """The distinct values of a discrete parameter, in file order."""
+    if isinstance(param, Constant):
+        return [param.value]
+    if isinstance(param, Categorical):
+        return _distinct(param.values)
+    if not is_discrete(param):
+        raise ValueError(f"{param.distribution} is not a grid parameter")
+    assert isinstance(param, Bounded)
+    if param.distribution == "int_uniform":
+        return list(range(int(param.min), int(param.max) + 1))
+    return np.arange(param.min, param.max, param.q).tolist()
+
+
+def _distinct(items: tuple[Any, ...]) -> list[Any]:
+    # W&B tells grid values apart by their YAML text, with whole floats read as ints.
+    seen: dict[str, Any] = {}
+    for item in items:
+        seen.setdefault(_key(item), item)
+    return list(seen.values())
+
+
+def _key(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=True)
+
+
+def size(parameters: Mapping[str, Param]) -> int:
+    return math.prod(count(param) for _, param in leaves(parameters))
+
+
+def points(parameters: Mapping[str, Param]) -> Iterator[dict[str, Any]]:
+    """Every grid point as a trial config, groups kept nested."""
+    paths = [path for path, _ in leaves(parameters)]
+    axes = [values(param) for _, param in leaves(parameters)]
+    for combination in itertools.product(*axes):
+        yield nest(dict(zip(paths, combination, strict=True)))
+
+
+def nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """{("a",): 1, ("g", "x"): 2} → {"a": 1, "g": {"x": 2}}."""
+    config: dict[str, Any] = {}
+    for path, value in flat.items():
+        target = config
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = value
+    return config
