@@ -182,6 +182,25 @@ def _result_table(config: dict[str, Any], result: Any) -> Table:
     return table
 
 
+# -- validate --------------------------------------------------------------------------------
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check W&B sweep files: every problem as FILE:LINE: key: message, then exit 2."""
+    from kmnist.sweep import check_file, summary
+
+    failed = False
+    for file in files:
+        spec, problems = check_file(file)
+        for problem in problems:
+            err_console.print(problem.render(str(file)), highlight=False, soft_wrap=True)
+        if spec is not None:
+            console.print(f"{file}: ok: {summary(spec)}", highlight=False, soft_wrap=True)
+        failed = failed or bool(problems)
+    if failed:
+        sys.exit(2)
+
+
 # -- data ------------------------------------------------------------------------------------
 @main.group()
 def data() -> None:
