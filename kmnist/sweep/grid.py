@@ -51,10 +51,11 @@ def values(param: Param) -> list[Any]:
 
 
 def _distinct(items: tuple[Any, ...]) -> list[Any]:
-    # W&B tells grid values apart by their YAML text, with whole floats read as ints.
+    # W&B tells grid values apart by their YAML text, with whole floats read as ints; of equal
+    # values the last one written is the one a run gets.
     seen: dict[str, Any] = {}
     for item in items:
-        seen.setdefault(_key(item), item)
+        seen[_key(item)] = item
     return list(seen.values())
 
 
