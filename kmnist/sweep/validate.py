@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kmnist.params import PARAMS, ConfigError, coerce, unknown_key_message
 from kmnist.sweep import distributions, grid
 from kmnist.sweep.source import Path_, Problem, Source, read
@@ -128,16 +130,21 @@ def _yaml_text(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
+    if isinstance(value, list | dict):
+        try:
+            return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+        except yaml.YAMLError:
+            return "a list" if isinstance(value, list) else "a mapping"
     return str(value)
 
 
 def _hint(word: Any, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _macro_hint(name: str) -> str:
+    return _hint(f"${{{name}}}", [f"${{{macro}}}" for macro in MACROS])
 
 
 def _is_number(value: Any) -> bool:
@@ -223,8 +230,7 @@ class Checker:
                 if name not in MACROS and not name.startswith("envvar:"):
                     self.add(
                         ("command", f"[{index}]"),
-                        f"unknown macro '${{{name}}}'"
-                        f"{_hint(name, MACROS)}: W&B's agent would drop it",
+                        f"unknown macro '${{{name}}}'{_macro_hint(name)}: the agent would drop it",
                     )
 
     def controller(self, controller: Any) -> None:
