@@ -672,6 +672,20 @@ def summary(spec: SweepSpec) -> str:
 def _brackets_text(spec: SweepSpec) -> str:
     assert spec.early_terminate is not None
     bands = spec.early_terminate.brackets()
-    shown = ", ".join(str(b) for b in bands[:6]) + (", ..." if len(bands) > 6 else "")
+    last = _most_epochs(spec)
+    within = [b for b in bands if last is None or b <= last] or bands[:1]
+    more = len(within) < len(bands) and last is None
+    shown = ", ".join(str(b) for b in within[:6]) + (", ..." if more or len(within) > 6 else "")
     mode = "strict" if spec.early_terminate.strict else "best-so-far"
     return f"hyperband brackets at reports {shown} (eta {spec.early_terminate.eta:g}, {mode})"
+
+
+def _most_epochs(spec: SweepSpec) -> int | None:
+    """The trainer's largest `epochs` in this sweep: brackets past it never apply."""
+    param = spec.parameters.get("epochs") if spec.runs_project_trainer else None
+    if isinstance(param, Constant) and _is_integer(param.value):
+        return int(param.value)
+    if isinstance(param, Categorical) and all(_is_integer(v) for v in param.values):
+        return int(max(param.values))
+    bounds = distributions.support(param) if param is not None else None
+    return int(bounds[1]) if bounds and math.isfinite(bounds[1]) else None
