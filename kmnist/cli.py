@@ -255,3 +255,17 @@ def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
     console.print(table)
     for name, md5 in kdata.FILES[dataset.format].values():
         console.print(f"  {name}  md5 {md5}  ok")
+
+
+# -- sweeps ----------------------------------------------------------------------------------
+def _register_sweep_commands() -> None:
+    from kmnist.sweep_commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_sweep_commands()
+
+if __name__ == "__main__":
+    main()

@@ -86,3 +86,14 @@ def nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
             target = target.setdefault(key, {})
         target[path[-1]] = value
     return config
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": 1, "g": {"x": 2}} → {"a": 1, "g.x": 2}: the inverse of `nest`, keys dotted."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,302 @@
+"""The offline engine: a sweep as an Optuna study, in a journal file or a database.
+
+The study carries the sweep's YAML, id, creation time and state as user attributes, so an
+agent needs only the id. Each trial carries its W&B-shaped config, its per-epoch history and
+its final summary, so the leaderboard reads everything from storage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from kmnist.backends import SweepDone, SweepPaused, Ticket, TrialRecord, UnknownSweep
+from kmnist.backends.storage import journal_path, open_storage, storage_url
+from kmnist.backends.trial_locks import TrialLocks
+from kmnist.errors import UserError
+from kmnist.sweep import SweepSpec
+from kmnist.sweep.optuna_bridge import StudyPlan, plan, suggest_config
+from kmnist.sweep.source import parse
+from kmnist.sweep.validate import check_source
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+STATES = ("running", "paused", "stopped")
+_RECORD_STATE = {
+    TrialState.RUNNING: "running",
+    TrialState.COMPLETE: "completed",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "failed",
+    TrialState.WAITING: "waiting",
+}
+
+
+def create_sweep(
+    spec_text: str, spec: SweepSpec, name: str | None = None, url: str | None = None
+) -> str:
+    """Register the sweep as a new study; returns its id."""
+    base = name or spec.name or "sweep"
+    sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
+    storage = open_storage(url)
+    study = optuna.create_study(
+        storage=storage, study_name=sweep_id, direction=spec.goal, load_if_exists=False
+    )
+    study.set_user_attr("sweep_yaml", spec_text)
+    study.set_user_attr("sweep_id", sweep_id)
+    study.set_user_attr("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    study.set_user_attr("state", "running")
+    return sweep_id
+
+
+def list_sweeps(url: str | None = None) -> list[optuna.study.StudySummary]:
+    return optuna.get_all_study_summaries(open_storage(url), include_best_trial=True)
+
+
+def _slug(text: str) -> str:
+    slug = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return "-".join(filter(None, slug.split("-")))[:40] or "sweep"
+
+
+class OptunaSweep:
+    """One sweep as agents and the leaderboard see it."""
+
+    def __init__(self, sweep_id: str, url: str | None = None, seed: int | None = None) -> None:
+        self.sweep_id = sweep_id
+        self.url = storage_url(url)
+        self.storage: BaseStorage = open_storage(self.url)
+        try:
+            self.study = optuna.load_study(study_name=sweep_id, storage=self.storage)
+        except KeyError:
+            raise UnknownSweep(
+                f"no sweep '{sweep_id}' in {_shown(self.url)}; "
+                "`kmnist-sweep ls` lists the sweeps there"
+            ) from None
+        self.spec = _spec_of(self.study)
+        self.plan: StudyPlan = plan(self.spec, seed)
+        self.study.sampler, self.study.pruner = self.plan.sampler, self.plan.pruner
+        folder = journal_path(self.url)
+        self.locks = TrialLocks(Path(f"{folder}.locks") / sweep_id) if folder else None
+        self._heartbeats: dict[int, threading.Event] = {}
+
+    # -- handing out trials ------------------------------------------------------------------
+    def next_trial(self) -> Ticket:
+        self.reap_dead_trials()
+        self._check_open()
+        trial = self.study.ask()
+        if self._over_cap(trial.number):
+            self._discard(trial, "run_cap reached while it was asked")
+            raise SweepDone(f"run_cap {self.plan.run_cap} reached")
+        config = suggest_config(trial, self.spec)
+        trial.set_user_attr("config", config)
+        if self.locks:
+            self.locks.hold(trial.number)
+        self._start_heartbeat(trial)
+        frozen = self.storage.get_trial(trial._trial_id)
+        return Ticket(trial.number, config, trial, _retry_of(frozen))
+
+    def _check_open(self) -> None:
+        state = self.study.user_attrs.get("state", "running")
+        if state == "stopped":
+            raise SweepDone("the sweep was stopped")
+        if state == "paused":
+            raise SweepPaused("the sweep is paused")
+        trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if any(self.plan.target_reached(t.value) for t in done):
+            raise SweepDone(f"target {self.spec.metric.name} = {self.plan.target} reached")
+        if self.plan.run_cap is not None and _counted(trials) >= self.plan.run_cap:
+            raise SweepDone(f"run_cap {self.plan.run_cap} reached")
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        sampler = self.plan.sampler
+        if (
+            not waiting
+            and isinstance(sampler, optuna.samplers.GridSampler)
+            and sampler.is_exhausted(self.study)
+        ):
+            raise SweepDone("every grid point has been run")
+
+    def _over_cap(self, number: int) -> bool:
+        """True if trials numbered before this one already fill run_cap (a race lost)."""
+        if self.plan.run_cap is None:
+            return False
+        trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
+        return _counted([t for t in trials if t.number < number]) >= self.plan.run_cap
+
+    def _discard(self, trial: optuna.Trial, why: str) -> None:
+        self.storage.set_trial_user_attr(trial._trial_id, "discarded", why)
+        self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+    # -- results -----------------------------------------------------------------------------
+    def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
+        value = metrics.get(self.spec.metric.name) if self.spec.metric else None
+        if value is None:
+            return False
+        ticket.handle.report(float(value), step=epoch)
+        return ticket.handle.should_prune()
+
+    def finish(
+        self,
+        ticket: Ticket,
+        status: str,
+        summary: Mapping[str, Any],
+        history: list[dict[str, float]],
+        reason: str = "",
+    ) -> None:
+        trial = ticket.handle
+        trial.set_user_attr("summary", dict(summary))
+        trial.set_user_attr("history", history)
+        if reason:
+            trial.set_user_attr("failure_reason", reason)
+        self._stop_heartbeat(ticket.number)
+        value = summary.get(self.spec.metric.name) if self.spec.metric else None
+        if status == "completed" and value is None:
+            status, reason = "failed", f"the metric {self.spec.metric.name} was never logged"
+            trial.set_user_attr("failure_reason", reason)
+        if status == "completed":
+            self.study.tell(trial, float(value))
+        elif status == "stopped":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+            if status == "interrupted":
+                self._retry(trial._trial_id)
+        if self.locks:
+            self.locks.release(ticket.number)  # after tell: a reaper never sees it running
+
+    # -- crash safety ------------------------------------------------------------------------
+    def reap_dead_trials(self) -> list[int]:
+        """Fail the running trials whose agent died, and queue each to run again."""
+        if isinstance(self.storage, RDBStorage):
+            before = {t.number for t in self._running()}
+            optuna.storages.fail_stale_trials(self.study)  # heartbeats; retries via callback
+            return sorted(before - {t.number for t in self._running()})
+        if self.locks is None:
+            return []
+        reaped = []
+        for trial in self._running():
+            if self.locks.owner_is_dead(trial.number) and self._fail_dead(trial):
+                reaped.append(trial.number)
+        return reaped
+
+    def _fail_dead(self, trial: FrozenTrial) -> bool:
+        try:
+            self.storage.set_trial_user_attr(trial._trial_id, "failure_reason", "agent died")
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except RuntimeError:  # it finished meanwhile (UpdateFinishedTrialError)
+            return False
+        self._retry(trial._trial_id)
+        return True
+
+    def _retry(self, trial_id: int) -> None:
+        """Queue a failed trial's config to run again, linked to it (Optuna's retry record)."""
+        RetryFailedTrialCallback(max_retry=3)(self.study, self.storage.get_trial(trial_id))
+
+    def _running(self) -> list[FrozenTrial]:
+        return self.storage.get_all_trials(
+            self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        )
+
+    def _start_heartbeat(self, trial: optuna.Trial) -> None:
+        """RDB storage only: beat while the trial runs, so other hosts can tell it is alive."""
+        if not isinstance(self.storage, RDBStorage):
+            return
+        stop = threading.Event()
+        self._heartbeats[trial.number] = stop
+        trial_id = trial._trial_id
+
+        def beat() -> None:
+            while not stop.wait(self.storage.heartbeat_interval or 10):
+                self.storage.record_heartbeat(trial_id)
+
+        self.storage.record_heartbeat(trial_id)
+        threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}").start()
+
+    def _stop_heartbeat(self, number: int) -> None:
+        stop = self._heartbeats.pop(number, None)
+        if stop:
+            stop.set()
+
+    # -- reading -----------------------------------------------------------------------------
+    def trials(self) -> list[TrialRecord]:
+        return [
+            _record(t)
+            for t in self.study.get_trials(deepcopy=False)
+            if "discarded" not in t.user_attrs
+        ]
+
+    def set_state(self, state: str) -> None:
+        if state not in STATES:
+            raise UserError(f"unknown sweep state {state!r}: expected one of {', '.join(STATES)}")
+        self.study.set_user_attr("state", state)
+
+    @property
+    def state(self) -> str:
+        return self.study.user_attrs.get("state", "running")
+
+    def alive(self, number: int) -> bool:
+        """Is the running trial's agent alive? (lock held, or a fresh heartbeat)"""
+        if self.locks:
+            return self.locks.alive(number)
+        return True
+
+
+def _counted(trials: list[FrozenTrial]) -> int:
+    """Trials that use up run_cap: all that ran or run, bar failures queued to run again."""
+    retried = {_retry_of(t) for t in trials}
+    ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(
+        t.state in ran
+        or (
+            t.state == TrialState.FAIL
+            and t.number not in retried
+            and "discarded" not in t.user_attrs
+        )
+        for t in trials
+    )
+
+
+def _retry_of(trial: FrozenTrial) -> int | None:
+    """The trial this one re-runs, from the record RetryFailedTrialCallback leaves."""
+    return trial.system_attrs.get("failed_trial")
+
+
+def _spec_of(study: Study) -> SweepSpec:
+    spec, problems = check_source(parse(study.user_attrs.get("sweep_yaml", "")))
+    if spec is None:
+        first = problems[0].render(study.study_name) if problems else "no sweep definition"
+        raise UserError(f"sweep {study.study_name} holds an invalid definition: {first}")
+    return spec
+
+
+def _record(t: FrozenTrial) -> TrialRecord:
+    duration = (
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        if t.datetime_complete and t.datetime_start
+        else None
+    )
+    return TrialRecord(
+        number=t.number,
+        state=_RECORD_STATE.get(t.state, t.state.name.lower()),
+        config=t.user_attrs.get("config", dict(t.params)),
+        value=t.value,
+        summary=t.user_attrs.get("summary", {}),
+        epochs=len(t.intermediate_values) or len(t.user_attrs.get("history", [])),
+        duration=duration,
+        reason=t.user_attrs.get("failure_reason", ""),
+        retry_of=_retry_of(t),
+    )
+
+
+def _shown(url: str) -> str:
+    from kmnist.backends.storage import mask
+
+    return mask(url)

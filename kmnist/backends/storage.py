@@ -1,0 +1,80 @@
+"""Where Optuna studies live: one URL, resolved to an Optuna storage.
+
+- no URL: a journal file under the user's data dir (many agents on one host, no server);
+- a path or `file:` URL: a journal file there;
+- `postgresql://...` (or any SQLAlchemy URL, e.g. `mysql://`, `sqlite:///`): Optuna's RDB
+  storage, with heartbeats so a trial whose host died is failed and run again;
+- `redis://...`: the journal on Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+import platformdirs
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalRedisBackend
+
+from kmnist.errors import UserError
+
+STORAGE_ENV = "KMNIST_SWEEP_STORAGE"
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 60
+RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
+
+
+def storage_url(url: str | None = None) -> str:
+    """The URL in force: `url`, else $KMNIST_SWEEP_STORAGE, else the default journal file."""
+    chosen = url or os.environ.get(STORAGE_ENV)
+    if chosen:
+        return chosen
+    return str(Path(platformdirs.user_data_dir("kmnist-sweep")) / "sweeps.journal")
+
+
+def journal_path(url: str) -> Path | None:
+    """The journal file a URL names, or None for a server storage."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in ("", "file"):
+        return Path(url.removeprefix("file://")).expanduser()
+    return None
+
+
+def open_storage(url: str | None = None) -> BaseStorage:
+    url = storage_url(url)
+    path = journal_path(url)
+    try:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = JournalFileOpenLock(str(path))  # O_EXCL lock files work on any filesystem
+            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+        scheme = url.split("://", 1)[0].split("+", 1)[0]
+        if scheme == "redis":
+            return JournalStorage(JournalRedisBackend(url))
+        if scheme in RDB_SCHEMES:
+            return RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
+            )
+    except (OSError, ImportError, optuna.exceptions.StorageInternalError, ValueError) as exc:
+        raise UserError(f"cannot open sweep storage {mask(url)}: {first_line(exc)}") from None
+    raise UserError(
+        f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."
+    )
+
+
+def mask(url: str) -> str:
+    """`url` with any password replaced by ***, for messages and logs."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

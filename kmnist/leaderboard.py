@@ -1,0 +1,111 @@
+"""The leaderboard: trials ranked by the sweep metric, as a rich table, CSV, JSON or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+
+from kmnist.backends import TrialRecord
+from kmnist.sweep.grid import flatten
+
+FORMATS = ("table", "csv", "json", "markdown")
+_FINISHED_ORDER = {"completed": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4}
+
+
+def rank(records: Sequence[TrialRecord], goal: str) -> list[TrialRecord]:
+    """Completed and pruned trials by metric (best first), then running, waiting, failed."""
+    sign = -1.0 if goal == "maximize" else 1.0
+
+    def key(r: TrialRecord) -> tuple[int, float, int]:
+        ranked = r.value is not None and r.state in ("completed", "pruned")
+        order = 0 if ranked else _FINISHED_ORDER.get(r.state, 5)
+        return order, sign * r.value if ranked else 0.0, r.number
+
+    return sorted(records, key=key)
+
+
+def varying_keys(records: Sequence[TrialRecord]) -> list[str]:
+    """Config keys (nested keys dotted) whose values differ between trials."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        for key, value in flatten(r.config).items():
+            seen.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return [k for k, values in seen.items() if len(values) > 1]
+
+
+def rows(records: Sequence[TrialRecord], goal: str, metric: str) -> list[dict[str, Any]]:
+    ranked = rank(records, goal)
+    keys = varying_keys(records)
+    out = []
+    for position, r in enumerate(ranked, 1):
+        config = flatten(r.config)
+        out.append(
+            {
+                "rank": position if r.state in ("completed", "pruned") else None,
+                "trial": r.number,
+                "model": config.get("model", ""),
+                **{k: config.get(k) for k in keys if k != "model"},
+                metric: r.value if r.value is not None else r.summary.get(metric),
+                "test/accuracy": r.summary.get("test/accuracy"),
+                "epochs": r.epochs,
+                "seconds": round(r.duration, 1) if r.duration is not None else None,
+                "state": r.state + (f" (retry of {r.retry_of})" if r.retry_of is not None else ""),
+                "reason": r.reason,
+            }
+        )
+    if not any(row["reason"] for row in out):  # a column only when some trial failed
+        for row in out:
+            del row["reason"]
+    return out
+
+
+def render(
+    records: Sequence[TrialRecord], goal: str, metric: str, fmt: str, title: str = ""
+) -> Table | str:
+    data = rows(records, goal, metric)
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(data[0]) if data else ["trial"])
+        writer.writeheader()
+        writer.writerows(data)
+        return buffer.getvalue()
+    if fmt == "markdown":
+        return _markdown(data)
+    return _table(data, title)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _markdown(data: list[dict[str, Any]]) -> str:
+    if not data:
+        return "_no trials yet_\n"
+    header = list(data[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_shown(row[k]) for k in header) + " |" for row in data]
+    return "\n".join(lines) + "\n"
+
+
+def _table(data: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title or None)
+    if not data:
+        table.add_column("no trials yet")
+        return table
+    for key in data[0]:
+        table.add_column(key, justify="right" if key != "state" and key != "reason" else "left")
+    for row in data:
+        style = "dim" if row["state"].startswith("failed") else None
+        table.add_row(*(_shown(v) for v in row.values()), style=style)
+    return table
