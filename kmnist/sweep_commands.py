@@ -324,6 +324,27 @@ def status(sweep_id: str, storage: str | None) -> None:
     console.print(line)
 
 
+@click.command()
+@click.argument("sweep_id")
+@STORAGE
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder for the HTML page.",
+)
+def report(sweep_id: str, storage: str | None, out_dir: Path) -> None:
+    """A self-contained HTML page: leaderboard, history, parallel coordinates, importances."""
+    from kmnist import report as html_report
+
+    sweep = _open(sweep_id, storage)
+    metric = sweep.spec.metric.name if sweep.spec.metric else "value"
+    path = html_report.write(sweep.study, sweep.trials(), sweep.spec.goal, metric, out_dir)
+    console.print(f"report written to {path}")
+
+
 def _state_command(state: str, verb: str) -> click.Command:
     @click.command(
         name=verb, help=f"{verb.capitalize()} sweep SWEEP_ID (agents see it at their next trial)."
@@ -342,6 +363,7 @@ COMMANDS = [
     agent,
     run,
     leaderboard_command,
+    report,
     ls,
     status,
     _state_command("stopped", "stop"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import threading
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+# ask/tell with an RDB heartbeat warns that heartbeats belong to optimize(); we beat ourselves.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 STATES = ("running", "paused", "stopped")
 _RECORD_STATE = {

@@ -1,0 +1,78 @@
+"""A sweep as one self-contained HTML page: the leaderboard and Optuna's plotly figures.
+
+Optimisation history, parallel coordinates, parameter importances, intermediate values (the
+per-epoch curves hyperband prunes on) and the trial timeline. plotly.js is inlined once, so the
+page opens offline.
+"""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import optuna.visualization as vis
+
+from kmnist import leaderboard
+from kmnist.backends import TrialRecord
+
+PLOTS: list[tuple[str, Callable[[optuna.Study], object]]] = [
+    ("Optimisation history", vis.plot_optimization_history),
+    ("Parallel coordinates", vis.plot_parallel_coordinate),
+    ("Parameter importances", vis.plot_param_importances),
+    ("Intermediate values (per epoch)", vis.plot_intermediate_values),
+    ("Timeline", vis.plot_timeline),
+]
+
+
+def write(
+    study: optuna.Study, records: list[TrialRecord], goal: str, metric: str, out_dir: Path
+) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections, include_js = [], True
+    for title, plot in PLOTS:
+        sections.append(f"<h2>{html.escape(title)}</h2>")
+        try:
+            with warnings.catch_warnings():  # optuna marks some plots experimental
+                warnings.simplefilter("ignore")
+                figure = plot(study)
+        except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ finished trials
+            sections.append(f"<p class=note>Not available: {html.escape(str(exc))}</p>")
+            continue
+        sections.append(figure.to_html(full_html=False, include_plotlyjs=include_js))
+        include_js = False  # plotly.js once, inline: the page needs no network
+    table = leaderboard.render(records, goal, metric, "markdown")
+    page = _PAGE.format(
+        title=html.escape(study.study_name), table=_html_table(table), sections="\n".join(sections)
+    )
+    path = out_dir / f"{study.study_name}.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _html_table(markdown: str) -> str:
+    lines = [line for line in markdown.strip().splitlines() if not line.startswith("|---")]
+    if len(lines) < 2:
+        return "<p>No trials yet.</p>"
+    cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+    head = "".join(f"<th>{c}</th>" for c in cells[0])
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }}
+th {{ background: #f3f3f3; }} .note {{ color: #777; }}
+</style></head>
+<body><h1>Sweep {title}</h1>
+<h2>Leaderboard</h2>
+{table}
+{sections}
+</body></html>
+"""
