@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepPaused, Ticket, TrialRecord, UnknownSweep
-from kmnist.backends.storage import journal_path, open_storage, storage_url
+from kmnist.backends.storage import RETRY, journal_path, open_storage, storage_url
 from kmnist.backends.trial_locks import TrialLocks
 from kmnist.errors import UserError
 from kmnist.sweep import SweepSpec
@@ -201,7 +201,7 @@ class OptunaSweep:
 
     def _retry(self, trial_id: int) -> None:
         """Queue a failed trial's config to run again, linked to it (Optuna's retry record)."""
-        RetryFailedTrialCallback(max_retry=3)(self.study, self.storage.get_trial(trial_id))
+        RETRY(self.study, self.storage.get_trial(trial_id))
 
     def _running(self) -> list[FrozenTrial]:
         return self.storage.get_all_trials(
@@ -268,7 +268,7 @@ def _counted(trials: list[FrozenTrial]) -> int:
 
 
 def _retry_of(trial: FrozenTrial) -> int | None:
-    """The trial this one re-runs, from the record RetryFailedTrialCallback leaves."""
+    """The trial this one re-runs, from the record RetryTrial leaves."""
     return trial.system_attrs.get("failed_trial")
 
 

@@ -9,20 +9,51 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import platformdirs
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalRedisBackend
 
 from kmnist.errors import UserError
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
 
 STORAGE_ENV = "KMNIST_SWEEP_STORAGE"
 HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
+MAX_RETRIES = 3
+
+
+class RetryTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry record (a WAITING copy, `failed_trial` in its system attrs), minus the
+    failed run's own user attrs: a retry must not show the summary, history or failure reason
+    of the run it replaces."""
+
+    def __call__(self, study: Study, trial: FrozenTrial) -> None:
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {}
+        super().__call__(study, fresh)
+
+
+with warnings.catch_warnings():  # "experimental" in Optuna: no warning a user can act on
+    warnings.simplefilter("ignore", ExperimentalWarning)
+    RETRY = RetryTrial(max_retry=MAX_RETRIES)
 
 
 def storage_url(url: str | None = None) -> str:
@@ -53,17 +84,34 @@ def open_storage(url: str | None = None) -> BaseStorage:
         if scheme == "redis":
             return JournalStorage(JournalRedisBackend(url))
         if scheme in RDB_SCHEMES:
-            return RDBStorage(
-                url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-            )
+            # Heartbeats are "experimental" in Optuna: a warning per command otherwise.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    sqlalchemy_url(url),
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=RETRY,
+                )
     except (OSError, ImportError, optuna.exceptions.StorageInternalError, ValueError) as exc:
         raise UserError(f"cannot open sweep storage {mask(url)}: {first_line(exc)}") from None
     raise UserError(
         f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."
     )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """`url` with the PostgreSQL driver that is installed.
+
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3; a host with only psycopg2 (the
+    driver this project installs) would fail with "Failed to import DB access module".
+    """
+    scheme, rest = url.split("://", 1)
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"  # SQLAlchemy knows no `postgres://`
 
 
 def mask(url: str) -> str:
