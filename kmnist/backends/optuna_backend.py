@@ -132,7 +132,7 @@ class OptunaSweep:
         if self.plan.run_cap is None:
             return False
         trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
-        return _counted([t for t in trials if t.number < number]) >= self.plan.run_cap
+        return _counted(trials, below=number) >= self.plan.run_cap
 
     def _discard(self, trial: optuna.Trial, why: str) -> None:
         self.storage.set_trial_user_attr(trial._trial_id, "discarded", why)
@@ -252,9 +252,14 @@ class OptunaSweep:
         return True
 
 
-def _counted(trials: list[FrozenTrial]) -> int:
-    """Trials that use up run_cap: all that ran or run, bar failures queued to run again."""
-    retried = {_retry_of(t) for t in trials}
+def _counted(trials: list[FrozenTrial], below: int | None = None) -> int:
+    """Trials that use up run_cap: all that ran or run, bar failures queued to run again.
+
+    With `below`, only trials numbered below it count; a retry is numbered after the trial it
+    replaces, so the retry links are read from all trials.
+    """
+    # retry_history, not failed_trial: in a chain 0 -> 5 -> 9, failed_trial names 0 only.
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     return sum(
         t.state in ran
@@ -264,6 +269,7 @@ def _counted(trials: list[FrozenTrial]) -> int:
             and "discarded" not in t.user_attrs
         )
         for t in trials
+        if below is None or t.number < below
     )
 
 
