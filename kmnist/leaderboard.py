@@ -18,13 +18,17 @@ _FINISHED_ORDER = {"completed": 0, "pruned": 1, "running": 2, "waiting": 3, "fai
 
 
 def rank(records: Sequence[TrialRecord], goal: str) -> list[TrialRecord]:
-    """Completed and pruned trials by metric (best first), then running, waiting, failed."""
+    """Completed trials by metric (best first), then pruned ones, running, waiting, failed.
+
+    A pruned trial's value was measured after fewer epochs, so it never outranks a completed
+    one: the best row is the study's best trial, as Optuna and optuna-dashboard show it.
+    """
     sign = -1.0 if goal == "maximize" else 1.0
 
-    def key(r: TrialRecord) -> tuple[int, float, int]:
-        ranked = r.value is not None and r.state in ("completed", "pruned")
-        order = 0 if ranked else _FINISHED_ORDER.get(r.state, 5)
-        return order, sign * r.value if ranked else 0.0, r.number
+    def key(r: TrialRecord) -> tuple[int, bool, float, int]:
+        unscored = r.value is None or r.state not in ("completed", "pruned")
+        value = 0.0 if unscored else sign * r.value
+        return _FINISHED_ORDER.get(r.state, 5), unscored, value, r.number
 
     return sorted(records, key=key)
 
