@@ -132,7 +132,8 @@ def agent(
     sweep = _open(sweep_id, storage)
     on_trial = None if quiet else _print_trial
     summary = Agent(sweep, device, count, max_failures, on_trial=on_trial).run()
-    err_console.print(f"agent done: {summary.line()}", highlight=False)
+    # One line however long: scripts and people read the last line for why the agent stopped.
+    err_console.print(f"agent done: {summary.line()}", highlight=False, soft_wrap=True)
     sys.exit(0 if summary.ok else 1)
 
 
@@ -140,7 +141,9 @@ def _print_trial(ticket: Ticket, result: TrialResult) -> None:
     metric = result.summary.get("val/accuracy")
     shown = f" val/accuracy {metric:.4f}" if metric is not None else ""
     why = f" ({result.reason})" if result.reason else ""
-    err_console.print(f"trial {ticket.number}: {result.status}{shown}{why}", highlight=False)
+    err_console.print(
+        f"trial {ticket.number}: {result.status}{shown}{why}", highlight=False, soft_wrap=True
+    )
 
 
 def _gpu_devices(gpus: str) -> list[str]:
