@@ -1,0 +1,145 @@
+"""Helpers for the offline-engine tests: tiny sweep files, real agent processes, storage reads.
+
+Everything here runs for real: `kmnist-sweep` as a subprocess, Optuna studies in a journal file
+or PostgreSQL, KMNIST from $KMNIST_DATA_DIR. Sizes are chosen so a trial takes well under a
+second (kNN) or about a second (CNN) on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial, TrialState
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; Optuna alone needs the driver named.
+POSTGRES_DRIVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+CLI = [sys.executable, "-m", "kmnist.cli"]  # `kmnist-sweep`, without the pyenv shim's startup
+
+KNN_SWEEP: dict[str, Any] = {
+    "name": "knn-small",
+    "method": "random",
+    "metric": {"name": "val/accuracy", "goal": "maximize"},
+    "run_cap": 8,
+    "parameters": {
+        "model": {"value": "knn"},
+        "train_size": {"value": 2000},
+        "val_fraction": {"value": 0.05},
+        "k": {"min": 1, "max": 12},
+        "weights": {"values": ["uniform", "distance"]},
+        "metric": {"values": ["euclidean", "cosine", "manhattan"]},
+        "pca_components": {"values": [0, 30]},
+    },
+}
+
+# The starter CNN shrunk to a few thousand weights: about 0.2 s per epoch on 1200 images.
+CNN_SWEEP: dict[str, Any] = {
+    "name": "cnn-small",
+    "method": "random",
+    "metric": {"name": "val/accuracy", "goal": "maximize"},
+    "run_cap": 6,
+    "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+    "parameters": {
+        "model": {"value": "cnn"},
+        "train_size": {"value": 1200},
+        "val_fraction": {"value": 0.02},
+        "epochs": {"value": 3},
+        "l1_size": {"value": 4},
+        "l2_size": {"value": 8},
+        "fc1_size": {"value": 16},
+        "lr": {"distribution": "log_uniform_values", "min": 3.0e-4, "max": 1.0e-2},
+    },
+}
+
+
+def sweep_file(folder: Path, base: dict[str, Any], **changes: Any) -> Path:
+    """`base` with top-level keys replaced (None drops one) and `parameters` entries merged,
+    written as YAML."""
+    body = copy.deepcopy(base)
+    body["parameters"].update(changes.pop("parameters", {}))
+    for key, value in changes.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    path = folder / f"{body['name']}-{len(list(folder.glob('*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def create(path: Path, storage: str, *extra: str) -> str:
+    done = cli("create", str(path), "--storage", storage, *extra)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def start_agents(sweep_id: str, storage: str, n: int, *extra: str) -> list[subprocess.Popen[str]]:
+    command = [*CLI, "agent", sweep_id, "--storage", storage, "--quiet", "--threads", "1", *extra]
+    return [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
+
+
+def finish_all(
+    procs: Sequence[subprocess.Popen[str]], timeout: float = 120
+) -> list[tuple[int, str]]:
+    """Wait for every process; (exit code, stderr) of each. Kills them all on a timeout."""
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            results.append((p.returncode, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return results
+
+
+def open_storage(url: str) -> BaseStorage:
+    """The study's storage opened with Optuna alone, independently of kmnist's own code."""
+    if url == POSTGRES_URL:
+        return RDBStorage(POSTGRES_DRIVER_URL)
+    return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileOpenLock(url)))
+
+
+def stored_trials(url: str, sweep_id: str) -> list[FrozenTrial]:
+    return optuna.load_study(study_name=sweep_id, storage=open_storage(url)).get_trials()
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a user sees: all but those discarded after a lost race for the last slot."""
+    return [t for t in trials if "discarded" not in t.user_attrs]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def running(url: str, sweep_id: str) -> list[FrozenTrial]:
+    return [t for t in stored_trials(url, sweep_id) if t.state == TrialState.RUNNING]
