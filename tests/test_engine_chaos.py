@@ -11,11 +11,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
 from engine_util import (
     CNN_SWEEP,
+    KNN_SWEEP,
     cli,
     counted,
     create,
@@ -26,6 +29,9 @@ from engine_util import (
     wait_for,
 )
 from optuna.trial import TrialState
+
+from kmnist.backends import SweepDone
+from kmnist.backends.optuna_backend import OptunaSweep
 
 RUN_CAP = 8
 
@@ -125,3 +131,44 @@ def test_kill_9_mid_trial_loses_nothing(tmp_path: Path, kmnist_dir: Path) -> Non
     assert states[dead_number] == ("failed", "agent died")
     assert states[retry.number] == (f"completed (retry of {dead_number})", "")
     assert len(board) == RUN_CAP + 1
+
+
+DIES_AFTER_ASK = """
+import os, signal, sys
+from kmnist.backends.optuna_backend import OptunaSweep
+from kmnist.sweep.optuna_bridge import suggest_config
+
+# next_trial up to the lock: the trial is RUNNING with its config, and the agent dies.
+sweep = OptunaSweep(sys.argv[1], sys.argv[2])
+trial = sweep.study.ask()
+trial.set_user_attr("config", suggest_config(trial, sweep.spec))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_agent_killed_before_locking_its_trial(tmp_path: Path) -> None:
+    """The one moment a dead agent leaves no free lock: right after it took the trial."""
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=1), journal)
+    script = tmp_path / "dies.py"
+    script.write_text(DIES_AFTER_ASK, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), sweep_id, journal], check=False)
+    assert done.returncode == -signal.SIGKILL
+    (orphan,) = stored_trials(journal, sweep_id)
+    assert orphan.state == TrialState.RUNNING
+
+    sweep = OptunaSweep(sweep_id, journal)
+    assert sweep.reap_dead_trials() == []  # young: its agent may still be about to lock it
+    sweep.lock_grace = 0.5
+    time.sleep(0.6)
+    assert sweep.reap_dead_trials() == [orphan.number]
+
+    ticket = sweep.next_trial()  # the retry, with the orphan's parameters
+    assert ticket.retry_of == orphan.number
+    sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
+    dead, retry = stored_trials(journal, sweep_id)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent died")
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params != {}
+    assert retry.user_attrs["config"] == dead.user_attrs["config"]
+    with pytest.raises(SweepDone):
+        sweep.next_trial()

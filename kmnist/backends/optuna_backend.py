@@ -21,7 +21,13 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepPaused, Ticket, TrialRecord, UnknownSweep
-from kmnist.backends.storage import RETRY, journal_path, open_storage, storage_url
+from kmnist.backends.storage import (
+    GRACE_SECONDS,
+    RETRY,
+    journal_path,
+    open_storage,
+    storage_url,
+)
 from kmnist.backends.trial_locks import TrialLocks
 from kmnist.errors import UserError
 from kmnist.sweep import SweepSpec
@@ -88,6 +94,7 @@ class OptunaSweep:
         self.study.sampler, self.study.pruner = self.plan.sampler, self.plan.pruner
         folder = journal_path(self.url)
         self.locks = TrialLocks(Path(f"{folder}.locks") / sweep_id) if folder else None
+        self.lock_grace: float = GRACE_SECONDS  # running this long with no lock: owner gone
         self._heartbeats: dict[int, threading.Event] = {}
 
     # -- handing out trials ------------------------------------------------------------------
@@ -186,9 +193,19 @@ class OptunaSweep:
             return []
         reaped = []
         for trial in self._running():
-            if self.locks.owner_is_dead(trial.number) and self._fail_dead(trial):
+            if self._owner_is_dead(trial) and self._fail_dead(trial):
                 reaped.append(trial.number)
         return reaped
+
+    def _owner_is_dead(self, trial: FrozenTrial) -> bool:
+        assert self.locks is not None
+        if self.locks.owner_is_dead(trial.number):
+            return True
+        # An agent killed between asking for its trial and locking it leaves no lock file;
+        # a live one locks it within milliseconds (journal times are local and naive).
+        start = trial.datetime_start or dt.datetime.now()
+        age = (dt.datetime.now() - start).total_seconds()
+        return age > self.lock_grace and not self.locks.exists(trial.number)
 
     def _fail_dead(self, trial: FrozenTrial) -> bool:
         try:

@@ -21,8 +21,12 @@ class TrialLocks:
     def hold(self, number: int) -> None:
         """Take the lock of a trial this agent now runs."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._path(number), os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new trial: nobody else can hold it
+        # Locked before it appears under its name: a reaper never finds the file of a live
+        # owner unlocked (it would fail the trial), nor holds it while the owner locks it.
+        staging = self.folder / f".{number}.{os.getpid()}"
+        fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: nobody else holds it
+        staging.rename(self._path(number))
         self.held[number] = fd
 
     def release(self, number: int) -> None:
@@ -51,9 +55,13 @@ class TrialLocks:
             os.close(fd)  # closing drops our probe lock too
         return True
 
+    def exists(self, number: int) -> bool:
+        """True if the trial's lock file exists (held, or left by a dead owner)."""
+        return self._path(number).exists()
+
     def alive(self, number: int) -> bool:
         """True if some live agent holds the trial's lock."""
-        return self._path(number).exists() and not self.owner_is_dead(number)
+        return self.exists(number) and not self.owner_is_dead(number)
 
     def _path(self, number: int) -> Path:
         return self.folder / f"{number}.lock"
