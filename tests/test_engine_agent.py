@@ -18,6 +18,7 @@ from engine_util import (
     cli,
     create,
     finish_all,
+    running,
     start_agents,
     stored_trials,
     sweep_file,
@@ -76,6 +77,7 @@ def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
     assert 1 <= len(dead.intermediate_values) < 20
     assert retry.system_attrs["failed_trial"] == dead.number
     assert retry.params == dead.params
+    assert retry.user_attrs == {"config": dead.user_attrs["config"]}  # not the dead run's
 
     # run_cap 1 still has room: the interrupted trial does not count, its retry does.
     ((code, err),) = finish_all(start_agents(sweep_id, journal, 1), timeout=90)
@@ -94,6 +96,31 @@ def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
         (retry.number, f"completed (retry of {dead.number})", ""),
         (dead.number, "failed", "agent interrupted"),
     ]
+
+
+def test_second_ctrl_c_exits_at_once_and_queues_the_trial_again(
+    journal: str, kmnist_dir: Path, tmp_path: Path
+) -> None:
+    path = sweep_file(
+        tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None, parameters={"epochs": {"value": 40}}
+    )
+    sweep_id = create(path, journal)
+    (agent,) = start_agents(sweep_id, journal, 1)
+    wait_for(lambda: running(journal, sweep_id), 60, "trial 0 to start")
+    sent = time.monotonic()
+    agent.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    agent.send_signal(signal.SIGINT)
+    ((code, err),) = finish_all([agent], timeout=30)
+    assert time.monotonic() - sent < 5
+    assert code != 0 and "Traceback" not in err, err
+    dead, retry = stored_trials(journal, sweep_id)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (
+        TrialState.FAIL,
+        "agent interrupted",
+    )
+    assert len(dead.intermediate_values) < 40
+    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
 
 
 def test_agent_gives_up_after_max_failures_in_a_row(

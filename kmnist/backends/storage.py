@@ -41,13 +41,13 @@ MAX_RETRIES = 3
 
 
 class RetryTrial(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry record (a WAITING copy, `failed_trial` in its system attrs), minus the
-    failed run's own user attrs: a retry must not show the summary, history or failure reason
-    of the run it replaces."""
+    """Optuna's retry record (a WAITING copy, `failed_trial` in its system attrs) that keeps
+    the failed trial's config but not its run: a retry must not show the summary, history or
+    failure reason of the run it replaces."""
 
     def __call__(self, study: Study, trial: FrozenTrial) -> None:
         fresh = copy.copy(trial)
-        fresh.user_attrs = {}
+        fresh.user_attrs = {k: v for k, v in trial.user_attrs.items() if k == "config"}
         super().__call__(study, fresh)
 
 
