@@ -84,7 +84,8 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 
 
 def create(path: Path, storage: str, *extra: str) -> str:
-    done = cli("create", str(path), "--storage", storage, *extra)
+    # The offline engine whatever the environment: `auto` would pick W&B given an API key.
+    done = cli("create", str(path), "--backend", "optuna", "--storage", storage, *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

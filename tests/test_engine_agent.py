@@ -178,7 +178,9 @@ def test_unknown_sweep_and_invalid_file_are_one_line_exit_2(journal: str, tmp_pa
     assert_one_line_error(cli("agent", "no-such-sweep", "--storage", journal), "no-such-sweep")
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: sideways\nparameters:\n  k:\n    values: [1, 2]\n", encoding="utf-8")
-    assert_one_line_error(cli("create", str(bad), "--storage", journal), "bad.yaml", "method")
+    assert_one_line_error(
+        cli("create", str(bad), "--backend", "optuna", "--storage", journal), "bad.yaml", "method"
+    )
     assert "bad" not in cli("ls", "--storage", journal).stdout  # nothing was registered
 
 
