@@ -13,16 +13,21 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import optuna
 import pytest
 from engine_util import (
     CNN_SWEEP,
     KNN_SWEEP,
+    POSTGRES_URL,
     cli,
     counted,
     create,
     finish_all,
+    open_storage,
+    running,
     start_agents,
     stored_trials,
     sweep_file,
@@ -172,3 +177,44 @@ def test_agent_killed_before_locking_its_trial(tmp_path: Path) -> None:
     assert retry.user_attrs["config"] == dead.user_attrs["config"]
     with pytest.raises(SweepDone):
         sweep.next_trial()
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_kill_9_on_postgresql_is_caught_by_heartbeat(tmp_path: Path, kmnist_dir: Path) -> None:
+    """Across hosts there is no lock to probe: a trial whose heartbeat stopped is failed."""
+    path = sweep_file(
+        tmp_path,
+        CNN_SWEEP,
+        name=f"test-chaos-{uuid.uuid4().hex[:8]}",
+        run_cap=1,
+        early_terminate=None,
+        parameters={"epochs": {"value": 40}},
+    )
+    sweep_id = create(path, POSTGRES_URL)
+    try:
+        (agent,) = start_agents(sweep_id, POSTGRES_URL, 1)
+        wait_for(
+            lambda: [t for t in running(POSTGRES_URL, sweep_id) if t.intermediate_values],
+            60,
+            "trial 0 in progress",
+        )
+        agent.kill()
+        assert finish_all([agent])[0][0] == -signal.SIGKILL
+
+        sweep = OptunaSweep(sweep_id, POSTGRES_URL)
+        assert sweep.reap_dead_trials() == []  # its last heartbeat is recent
+        sweep.storage.grace_period = 1  # the default, 60 s, is too long to wait for here
+        time.sleep(1.5)
+        assert sweep.reap_dead_trials() == [0]
+        assert sweep.reap_dead_trials() == []  # failed once, retried once
+
+        ticket = sweep.next_trial()
+        assert ticket.retry_of == 0
+        sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
+        dead, retry = stored_trials(POSTGRES_URL, sweep_id)
+        assert dead.state == TrialState.FAIL
+        assert dead.user_attrs.get("failure_reason") == "agent died"
+        assert retry.state == TrialState.COMPLETE
+        assert retry.user_attrs["config"] == dead.user_attrs["config"]
+    finally:
+        optuna.delete_study(study_name=sweep_id, storage=open_storage(POSTGRES_URL))

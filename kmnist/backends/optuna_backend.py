@@ -186,16 +186,14 @@ class OptunaSweep:
     def reap_dead_trials(self) -> list[int]:
         """Fail the running trials whose agent died, and queue each to run again."""
         if isinstance(self.storage, RDBStorage):
-            before = {t.number for t in self._running()}
-            optuna.storages.fail_stale_trials(self.study)  # heartbeats; retries via callback
-            return sorted(before - {t.number for t in self._running()})
-        if self.locks is None:
-            return []
-        reaped = []
-        for trial in self._running():
-            if self._owner_is_dead(trial) and self._fail_dead(trial):
-                reaped.append(trial.number)
-        return reaped
+            # Optuna's fail_stale_trials, but through _fail_dead so the reason is recorded.
+            stale = set(self.storage._get_stale_trial_ids(self.study._study_id))
+            dead = [t for t in self._running() if t._trial_id in stale]
+        elif self.locks is not None:
+            dead = [t for t in self._running() if self._owner_is_dead(t)]
+        else:
+            dead = []
+        return [t.number for t in dead if self._fail_dead(t)]
 
     def _owner_is_dead(self, trial: FrozenTrial) -> bool:
         assert self.locks is not None
