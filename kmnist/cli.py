@@ -93,7 +93,11 @@ def train(
     if use_wandb:
         from kmnist.wandb_run import WandbRun
 
-        wandb_run = WandbRun(relevant(config), project=project)
+        model = config["model"]  # group and tag name the model family in W&B's tables
+        # W&B's agent stops a run with SIGTERM: it ends at its next epoch, as stopped
+        wandb_run = WandbRun(
+            relevant(config), project=project, group=model, tags=(model,), stop_signals=True
+        )
     epochs = 1 if config["model"] == "knn" else config["epochs"]
     with _progress(quiet=as_json) as bar:
         task = bar.add_task(config["model"], total=epochs, status="")

@@ -2,40 +2,100 @@
 
 One `log` call per epoch matters: W&B's hyperband counts logged values, not steps. Works online
 or with `WANDB_MODE=offline` (the run is written under ./wandb and can be synced later).
+
+A run can be asked to stop: by W&B (a stop set on the server reaches the run's `stop_fn`), or
+by a signal once `stop_on_signals` is on (W&B's command-line agent stops a hyperband loser with
+SIGTERM). Either way the trial ends at its next epoch and the run is recorded as stopped.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kmnist.train import TrialResult
+if TYPE_CHECKING:
+    from kmnist.train import TrialResult
+
+# The run's status in its summary, and the tag it gets; completed runs get no tag.
+STATUS_TAGS = {s: s for s in ("stopped", "pruned", "failed", "interrupted")}
 
 
 class WandbRun:
     def __init__(
         self,
         config: Mapping[str, Any],
-        project: str = "kmnist-sweep",
+        project: str | None = "kmnist-sweep",
         group: str | None = None,
         tags: tuple[str, ...] = (),
+        *,
+        job_type: str | None = None,
+        name: str | None = None,
+        run_dir: Path | None = None,
+        mode: str | None = None,
+        stop_signals: bool = False,
     ) -> None:
         import wandb  # imported here: importing wandb costs about a second
 
+        self.stop_requested = threading.Event()
+        if stop_signals:  # before init: a stop that comes while the run starts is kept too
+            self.stop_on_signals()
+        self.epochs = 0
+        self.last: dict[str, float] = {}
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
             project=project,
             config=dict(config),
             group=group,
-            job_type=str(config.get("model", "train")),
+            job_type=job_type or str(config.get("model", "train")),
             tags=list(tags),
+            name=name,
+            dir=str(run_dir) if run_dir is not None else None,
+            mode=mode,
+            settings=wandb.Settings(stop_fn=self.stop_requested.set),  # not SIGINT mid-batch
         )
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
         self.run.log(dict(metrics))
-        return False
+        self.epochs += 1
+        self.last = dict(metrics)
+        return self.stop_requested.is_set()
 
-    def finish(self, result: TrialResult) -> None:
-        self.run.summary.update(result.summary)
-        if result.reason:
-            self.run.summary["failure_reason"] = result.reason
-        self.run.finish(exit_code=1 if result.status == "failed" else 0)
+    def finish(self, result: TrialResult, status: str | None = None) -> None:
+        self.close(status or result.status, result.summary, result.reason)
+
+    def close(
+        self,
+        status: str,
+        summary: Mapping[str, Any],
+        reason: str = "",
+        *,
+        preempting: bool = False,
+        exit_code: int | None = None,
+    ) -> None:
+        """Final summary and state. A failed run exits 1; a preempting one is requeued by W&B
+        (a sweep requeues a run marked preempting that exits non-zero)."""
+        self.run.summary.update({**(summary or self.last), "status": status})
+        if reason:
+            self.run.summary["failure_reason"] = reason
+        if tag := STATUS_TAGS.get(status):
+            self.run.tags = (*self.run.tags, tag)
+        if preempting:
+            self.run.mark_preempting()
+        if exit_code is None:
+            exit_code = 1 if status in ("failed", "interrupted") or preempting else 0
+        self.run.finish(exit_code=exit_code)
+
+    def stop_on_signals(self) -> dict[int, Any]:
+        """SIGTERM/SIGINT end the trial at its next epoch; a second SIGINT interrupts at once.
+        Returns the previous handlers (main thread only)."""
+
+        def handle(signum: int, frame: Any) -> None:
+            if self.stop_requested.is_set() and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_requested.set()
+
+        return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -1,0 +1,147 @@
+"""Helpers for the W&B tests: offline runs read back, and local stand-ins for W&B's server.
+
+W&B's cloud cannot be reached from here. What runs for real: offline runs (written by wandb,
+read back with `wandb leet inspect`), and W&B's client talking to small HTTP servers on
+127.0.0.1 that answer as a server that is there (401 to every request), hangs, or never accepts.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+CLI = [sys.executable, "-m", "kmnist.cli"]  # `kmnist-sweep`, without the pyenv shim
+FAKE_KEY = "kmnisttestkey" + "0123456789abcdef" * 2 + "zz"  # 47 characters, a key's shape
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This environment with no W&B login: HOME is empty (no netrc), no key, runs in tmp."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NETRC"))}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env.update(HOME=str(home), WANDB_DIR=str(tmp_path), WANDB_SILENT="true")
+    env.update(extra)
+    return env
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> Any:
+    return subprocess.run(
+        command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# -- reading offline runs back -----------------------------------------------------------------
+def inspect(run_dir: Path) -> dict[str, Any]:
+    """`wandb leet inspect --summary --json`: state, config, summary, tags, project."""
+    out = _leet(run_dir, "--summary", "--json")
+    return json.loads(out)
+
+
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of the run's `.wandb` file, in order."""
+    return [json.loads(line) for line in _leet(run_dir, "--json").splitlines() if line.strip()]
+
+
+def run_record(run_dir: Path) -> dict[str, Any]:
+    return next(r["run"] for r in records(run_dir) if r["type"] == "run")
+
+
+def history(run_dir: Path) -> list[dict[str, Any]]:
+    return [r["history"]["item"] for r in records(run_dir) if r["type"] == "history"]
+
+
+def _leet(run_dir: Path, *flags: str) -> str:
+    # cwd is the run's folder: `wandb` writes a debug log into ./wandb wherever it runs.
+    done = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=run_dir,
+    )
+    return done.stdout
+
+
+def offline_runs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("**/offline-run-*"))
+
+
+# -- local servers -----------------------------------------------------------------------------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Answers every request with `status`, echoing the request's headers in the body, as a
+    careless proxy or server error page might; or, with `hang`, never answers a POST."""
+
+    status = 401
+    hang: threading.Event | None = None
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST" and self.hang is not None:
+            self.hang.wait(60)
+            return
+        body = f"denied; you sent {dict(self.headers)}".encode()
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def http_server(status: int = 401, hang: bool = False) -> Iterator[str]:
+    released = threading.Event()
+    handler = type("Handler", (_Handler,), {"status": status, "hang": released if hang else None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        released.set()
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A port that accepts connections and never says a word (a firewall that drops)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def closed_port() -> str:
+    """A URL on a port nobody listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
