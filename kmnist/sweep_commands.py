@@ -60,21 +60,30 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "optuna"]),
+    type=click.Choice(["auto", "wandb", "optuna"]),
     default="auto",
     show_default=True,
-    help="Search engine (auto: W&B when logged in, else Optuna).",
+    help="Search engine (auto: W&B when an API key is set and its server answers, else Optuna).",
 )
 @STORAGE
 @click.option("--name", help="Sweep name [default: the file's `name`, else 'sweep'].")
-def create(file: Path, backend: str, storage: str | None, name: str | None) -> None:
+@click.option("--project", help="W&B project [default: the file's `project`, else kmnist-sweep].")
+@click.option("--entity", help="W&B entity (user or team) [default: the file's, else yours].")
+def create(
+    file: Path,
+    backend: str,
+    storage: str | None,
+    name: str | None,
+    project: str | None,
+    entity: str | None,
+) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
+    from kmnist import wandb_commands
+
+    if wandb_commands.pick_backend(backend) == "wandb":
+        wandb_commands.create_on_wandb(file, name, project, entity)
+        return
     sweep_id = create_sweep(file, storage, name)
-    if backend == "auto":
-        err_console.print(
-            "backend: optuna (offline engine; the W&B backend is not in this version)",
-            highlight=False,
-        )
     click.echo(sweep_id)
     err_console.print(
         f"start agents with: {_agent_command(sweep_id, storage)}", highlight=False, soft_wrap=True
@@ -117,12 +126,20 @@ def agent(
     max_failures: int,
     quiet: bool,
 ) -> None:
-    """Work through sweep SWEEP_ID: pull trials, train them here, report back."""
+    """Work through sweep SWEEP_ID: pull trials, train them here, report back.
+
+    SWEEP_ID with slashes (entity/project/id) is a W&B sweep: W&B hands out the runs."""
+    from kmnist import wandb_commands
+
     devices = _gpu_devices(gpus) if gpus else []
     if len(devices) > 1:
         sys.exit(_run_per_gpu(devices, sys.argv[1:]))
     if devices:
         device = devices[0]
+    if "/" in sweep_id:
+        sys.exit(
+            wandb_commands.run_wandb_agent(sweep_id, device, count, max_failures, threads, quiet)
+        )
     import torch
 
     from kmnist.agent import Agent

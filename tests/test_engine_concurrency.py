@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_util import KNN_SWEEP, counted, create, stored_trials, sweep_file
+from engine_util import KNN_SWEEP, counted, create, stored_trials, sweep_file, wait_for
 from optuna.trial import TrialState
 
 from kmnist.backends import SweepDone
@@ -23,11 +23,16 @@ WORKERS = 8
 RUN_CAP = 400
 
 WORKER = """
-import json, random, sys
+import json, os, random, sys, time
+from pathlib import Path
 from kmnist.backends import SweepDone
 from kmnist.backends.optuna_backend import OptunaSweep
 
 sweep = OptunaSweep(sys.argv[1], sys.argv[2])
+folder = Path(sys.argv[3])
+(folder / f"ready-{os.getpid()}").touch()
+while not (folder / "go").exists():  # all start together, however slow their imports
+    time.sleep(0.01)
 numbers = []
 while True:
     try:
@@ -47,9 +52,11 @@ def test_eight_processes_share_one_journal_without_loss_or_overshoot(tmp_path: P
     sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=RUN_CAP), journal)
     script = tmp_path / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), sweep_id, journal],
+            [sys.executable, str(script), sweep_id, journal, str(barrier)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -58,12 +65,14 @@ def test_eight_processes_share_one_journal_without_loss_or_overshoot(tmp_path: P
     ]
     taken: list[int] = []
     try:
+        wait_for(lambda: len(list(barrier.glob("ready-*"))) == WORKERS, 120, "workers ready")
+        (barrier / "go").touch()
         for p in procs:
             out, err = p.communicate(timeout=180)
             assert p.returncode == 0, err
             assert "Traceback" not in err and "Error" not in err, err
             mine = json.loads(out)
-            assert mine, "every worker got trials"  # they really ran at the same time
+            assert mine, "every worker got trials"
             taken += mine
     finally:
         for p in procs:
