@@ -21,6 +21,7 @@ from rich.table import Table
 
 from kmnist import leaderboard
 from kmnist.errors import UserError
+from kmnist.gpu_lease import lease_device, lease_options
 
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
     from kmnist.backends import Ticket
@@ -116,6 +117,7 @@ def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
     help="Stop after this many failed trials in a row.",
 )
 @click.option("--quiet", is_flag=True, help="No line per trial.")
+@lease_options
 def agent(
     sweep_id: str,
     storage: str | None,
@@ -125,6 +127,8 @@ def agent(
     threads: int | None,
     max_failures: int,
     quiet: bool,
+    lease_dir: Path | None,
+    gpu_share: int,
 ) -> None:
     """Work through sweep SWEEP_ID: pull trials, train them here, report back.
 
@@ -136,6 +140,8 @@ def agent(
         sys.exit(_run_per_gpu(devices, sys.argv[1:]))
     if devices:
         device = devices[0]
+    elif lease_dir and not device:  # replicas that all see every GPU: each leases its own
+        device = lease_device(lease_dir, gpu_share, log=_say)
     if "/" in sweep_id:
         sys.exit(
             wandb_commands.run_wandb_agent(sweep_id, device, count, max_failures, threads, quiet)
@@ -152,6 +158,10 @@ def agent(
     # One line however long: scripts and people read the last line for why the agent stopped.
     err_console.print(f"agent done: {summary.line()}", highlight=False, soft_wrap=True)
     sys.exit(0 if summary.ok else 1)
+
+
+def _say(line: str) -> None:
+    err_console.print(line, highlight=False)
 
 
 def _print_trial(ticket: Ticket, result: TrialResult) -> None:
