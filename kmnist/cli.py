@@ -263,10 +263,11 @@ def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
 
 # -- sweeps ----------------------------------------------------------------------------------
 def _register_sweep_commands() -> None:
+    from kmnist.launch import launch
     from kmnist.sweep_commands import COMMANDS
     from kmnist.wandb_commands import COMMANDS as WANDB_COMMANDS
 
-    for command in [*COMMANDS, *WANDB_COMMANDS]:
+    for command in [*COMMANDS, *WANDB_COMMANDS, launch]:
         main.add_command(command)
 
 
