@@ -1,0 +1,306 @@
+"""The W&B backend: failing fast without W&B, keeping the key secret, and the two server calls.
+
+Without a key, or without a server, everything runs for real: `kmnist-sweep` in a subprocess,
+W&B's client talking to servers on 127.0.0.1. `wandb.sweep` and `wandb.agent` need W&B's
+cloud, which cannot be reached from here, so those two functions alone are replaced (at the
+`wandb` module, the narrowest seam) to check the exact arguments the project passes and what it
+does with each answer. The runs the agent trains are real offline W&B runs, read back.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+import yaml
+from click.testing import CliRunner
+from wandb.agents.pyagent import _terminate_thread
+from wandb.sdk.lib.config_util import save_config_file_from_dict
+from wandb_helpers import (
+    CLI,
+    FAKE_KEY,
+    assert_one_line_error,
+    clean_env,
+    closed_port,
+    history,
+    http_server,
+    inspect,
+    offline_runs,
+    records,
+    run,
+    run_record,
+    silent_server,
+)
+
+from kmnist import data as kdata
+from kmnist.backends.wandb_backend import SweepPath
+from kmnist.cli import main
+from kmnist.wandb_agent import WandbAgent
+
+SWEEP = Path(__file__).parent.parent / "sweeps" / "knn_random.yaml"
+SECRET_FORMS = [FAKE_KEY, base64.b64encode(f"api:{FAKE_KEY}".encode()).decode()[:40]]
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for form in SECRET_FORMS:
+            assert form not in text
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.monotonic()
+    return fn(), time.monotonic() - start
+
+
+# -- no key, no server: for real, and fast ---------------------------------------------------
+def test_create_without_a_key_fails_fast_suggesting_optuna(tmp_path: Path) -> None:
+    command = [*CLI, "create", str(SWEEP), "--backend", "wandb"]
+    proc, seconds = timed(lambda: run(command, clean_env(tmp_path), tmp_path))
+    assert_one_line_error(proc, "no W&B API key", "WANDB_API_KEY", "--backend optuna")
+    assert seconds < 10
+
+
+@pytest.mark.parametrize("server", ["refused", "silent"])
+def test_create_with_no_server_fails_fast_and_never_shows_the_key(
+    tmp_path: Path, server: str
+) -> None:
+    with silent_server() as silent:
+        url = closed_port() if server == "refused" else silent
+        env = clean_env(
+            tmp_path, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=url, WANDB_HTTP_TIMEOUT="1"
+        )
+        command = [*CLI, "create", str(SWEEP), "--backend", "wandb"]
+        proc, seconds = timed(lambda: run(command, env, tmp_path))
+    assert_one_line_error(proc, "does not answer", "--backend optuna")
+    assert_no_secret(proc.stdout, proc.stderr)
+    assert seconds < 10
+
+
+def test_a_server_that_echoes_the_auth_header_never_shows_the_key(tmp_path: Path) -> None:
+    # The real `wandb.sweep`, against a server that puts the request's headers (the key, as
+    # HTTP Basic auth) in its 401 answer: W&B repeats it in its error; we must not.
+    with http_server(status=401) as url:
+        env = clean_env(tmp_path, WANDB_API_KEY=FAKE_KEY, WANDB_BASE_URL=url)
+        proc = run([*CLI, "create", str(SWEEP), "--backend", "wandb"], env, tmp_path)
+    line = assert_one_line_error(proc, "cannot register the sweep with W&B", "--backend optuna")
+    assert "Authorization" in line and "***" in line  # what was echoed, masked
+    assert_no_secret(proc.stdout, proc.stderr)
+
+
+def test_auto_without_a_key_uses_optuna_and_says_so(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, KMNIST_SWEEP_STORAGE=str(tmp_path / "sweeps.journal"))
+    proc = run([*CLI, "create", str(SWEEP)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "backend: optuna (W&B not used: no W&B API key" in proc.stderr
+    assert proc.stdout.strip().startswith("knn-random-")
+
+
+def test_agent_for_a_wandb_sweep_without_a_key_fails_fast(tmp_path: Path) -> None:
+    command = [*CLI, "agent", "team/proj/abc123"]
+    proc, seconds = timed(lambda: run(command, clean_env(tmp_path), tmp_path))
+    assert_one_line_error(proc, "no W&B API key", "Optuna sweep id")
+    assert seconds < 10
+
+
+# -- the two server calls, at the seam ---------------------------------------------------------
+@pytest.fixture
+def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A key and a server that answers (401 to all), so the checks before each call pass."""
+    for name in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)  # W&B's calls (and our stand-ins) set WANDB_* variables
+    with http_server(status=401) as url:
+        os.environ["WANDB_BASE_URL"] = url
+        yield tmp_path
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_create_passes_the_file_unchanged_and_prints_the_full_path(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def sweep(config: dict, entity: str | None = None, project: str | None = None) -> str:
+        calls.append((config, entity, project))
+        os.environ["WANDB_ENTITY"] = "alice"  # as wandb.sweep does, from the server's answer
+        return "abc123"
+
+    monkeypatch.setattr(wandb, "sweep", sweep)
+    result = CliRunner().invoke(
+        main, ["create", str(SWEEP), "--backend", "wandb", "--name", "renamed"]
+    )
+    assert result.exit_code == 0, result.output
+    expected = {**yaml.safe_load(SWEEP.read_text()), "name": "renamed"}
+    assert calls == [(expected, None, "kmnist-sweep")]
+    assert result.stdout.strip() == "alice/kmnist-sweep/abc123"
+    assert "/alice/kmnist-sweep/sweeps/abc123" in result.stderr
+    assert "kmnist-sweep agent alice/kmnist-sweep/abc123" in result.stderr
+    assert_no_secret(result.output)
+
+
+def test_create_reports_a_wandb_error_in_one_masked_line(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def sweep(config: dict, entity: str | None = None, project: str | None = None) -> str:
+        raise wandb.errors.CommError(f"403 for https://x/graphql?api_key={FAKE_KEY}\nmore")
+
+    monkeypatch.setattr(wandb, "sweep", sweep)
+    result = CliRunner().invoke(main, ["create", str(SWEEP), "--backend", "wandb"])
+    assert result.exit_code == 2
+    assert "cannot register the sweep with W&B" in result.stderr and "api_key=***" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert_no_secret(result.output)
+
+
+def test_create_refuses_an_invalid_file_before_calling_wandb(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wandb, "sweep", lambda *a, **k: pytest.fail("wandb.sweep was called"))
+    bad = wandb_up / "bad.yaml"
+    bad.write_text("method: bayes\nparameters:\n  lr: {min: 0.1, max: 0.01}\n")
+    result = CliRunner().invoke(main, ["create", str(bad), "--backend", "wandb"])
+    assert result.exit_code == 2 and f"{bad}:" in result.stderr
+
+
+# A W&B agent, as `wandb.agents.pyagent` runs a function: per run it writes the param file and
+# sets WANDB_RUN_ID / WANDB_SWEEP_ID / WANDB_SWEEP_PARAM_PATH, calls the function in a thread,
+# stops a run by raising an exception into that thread (`_terminate_thread`, W&B's own), and on
+# KeyboardInterrupt in the main thread stops its runs that way and returns.
+class FakeAgent:
+    def __init__(self, runs: list[dict[str, Any]], action: str = "") -> None:
+        self.runs, self.action, self.calls = runs, action, []
+
+    def __call__(self, sweep_id: str, function: Callable[[], None], **kw: Any) -> None:
+        self.calls.append({"sweep_id": sweep_id, "function": function, **kw})
+        os.environ["WANDB_MODE"] = "offline"  # no server here: the runs are written offline
+        for number, params in enumerate(self.runs):
+            run_id = f"{sweep_id}r{number}"
+            path = Path(os.environ["WANDB_DIR"]) / "wandb" / f"sweep-{sweep_id}" / f"{run_id}.yaml"
+            save_config_file_from_dict(str(path), {k: {"value": v} for k, v in params.items()})
+            os.environ.update(
+                WANDB_RUN_ID=run_id, WANDB_SWEEP_ID=sweep_id, WANDB_SWEEP_PARAM_PATH=str(path)
+            )
+            wandb.teardown()  # as pyagent: each run gets a fresh W&B setup
+            thread = threading.Thread(target=function)
+            thread.start()
+            try:
+                self._wait(thread, act=True)
+            except KeyboardInterrupt:
+                _terminate_thread(thread)
+                self._wait(thread)
+                return
+
+    def _wait(self, thread: threading.Thread, act: bool = False) -> None:
+        acted = not act
+        while thread.is_alive():  # as pyagent: a wait a signal can interrupt, not join()
+            if self.action and not acted and wandb.run is not None and wandb.run.step >= 1:
+                acted = True  # the run has logged an epoch
+                if self.action == "stop":
+                    _terminate_thread(thread)
+                else:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.02)
+
+
+KNN = {"model": "knn", "train_size": 1000, "val_fraction": 0.05}
+LONG_CNN = {
+    "model": "cnn",
+    "train_size": 600,
+    "val_fraction": 0.02,
+    "epochs": 200,
+    "l1_size": 4,
+    "l2_size": 8,
+    "fc1_size": 16,
+    "batch_size": 100,
+}
+
+
+@pytest.fixture(scope="module")
+def kmnist(kmnist_dir: Path) -> kdata.Kmnist:
+    return kdata.load(kmnist_dir)
+
+
+def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    fake = FakeAgent([{**KNN, "k": 3}, {**KNN, "k": 5, "weights": "uniform"}])
+    monkeypatch.setattr(wandb, "agent", fake)
+    seen: list[tuple[str, str]] = []
+    agent = WandbAgent(
+        SweepPath("abc123", "proj", "team"),
+        device="cpu",
+        count=2,
+        data=kmnist,
+        on_run=lambda run_id, status, summary, reason: seen.append((run_id, status)),
+    )
+    summary = agent.run()
+    [call] = fake.calls
+    assert call.pop("function") == agent.run_one
+    assert call == {"sweep_id": "abc123", "entity": "team", "project": "proj", "count": 2}
+    assert summary.counts == {"completed": 2} and summary.ok
+    assert seen == [("abc123r0", "completed"), ("abc123r1", "completed")]
+    runs = offline_runs(wandb_up)
+    assert len(runs) == 2
+    for run_dir, k in zip(runs, (3, 5), strict=True):
+        record = run_record(run_dir)
+        assert record["sweep_id"] == "abc123" and record["run_group"] == "knn"
+        read = inspect(run_dir)
+        assert read["config"]["k"] == k and read["tags"] == ["knn"]
+        assert len(history(run_dir)) == 1
+        assert 0.3 < read["summary"]["test/accuracy"] == read["summary"]["kmnist_val_acc"]
+
+
+def test_a_stop_request_ends_the_run_as_stopped_not_crashed(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    monkeypatch.setattr(wandb, "agent", FakeAgent([LONG_CNN], action="stop"))
+    summary = WandbAgent(SweepPath("stop01", "proj"), "cpu", data=kmnist).run()
+    assert summary.counts == {"stopped": 1} and summary.ok
+    [run_dir] = offline_runs(wandb_up)
+    read = inspect(run_dir)
+    assert read["state"] == "finished" and read["exit_code"] == 0
+    assert read["summary"]["status"] == "stopped" and "stopped" in read["tags"]
+    assert 1 <= len(history(run_dir)) < 200
+
+
+def test_sigterm_marks_the_running_run_preempting_so_wandb_requeues_it(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(wandb, "agent", FakeAgent([LONG_CNN, KNN], action="sigterm"))
+    summary = WandbAgent(SweepPath("pre01", "proj"), "cpu", data=kmnist).run()
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers given back
+    assert summary.counts == {"interrupted": 1} and "SIGTERM" in summary.reason
+    [run_dir] = offline_runs(wandb_up)  # the second run never started
+    assert any(r["type"] == "preempting" for r in records(run_dir))
+    read = inspect(run_dir)
+    assert read["exit_code"] == 128 + signal.SIGTERM  # non-zero: W&B requeues a preempting run
+    assert read["summary"]["status"] == "interrupted"
+
+
+def test_a_wandb_agent_error_is_one_masked_line(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    def agent(*args: Any, **kw: Any) -> None:
+        raise ValueError(f"sweep not found (Authorization: Bearer {FAKE_KEY})")
+
+    monkeypatch.setattr(wandb, "agent", agent)
+    result = CliRunner().invoke(main, ["agent", "team/proj/nope", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "the W&B agent for team/proj/nope stopped" in result.stderr
+    assert "Bearer ***" in result.stderr
+    assert_no_secret(result.output)
