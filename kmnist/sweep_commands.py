@@ -117,6 +117,13 @@ def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
     help="Stop after this many failed trials in a row.",
 )
 @click.option("--quiet", is_flag=True, help="No line per trial.")
+@click.option(
+    "--wandb",
+    "wandb_mode",
+    type=click.Choice(["off", "offline", "online"]),
+    help="Also log every trial as a W&B run; sync offline runs later with `kmnist-sweep sync` "
+    "[default: offline when WANDB_MODE=offline, else off].",
+)
 @lease_options
 def agent(
     sweep_id: str,
@@ -127,6 +134,7 @@ def agent(
     threads: int | None,
     max_failures: int,
     quiet: bool,
+    wandb_mode: str | None,
     lease_dir: Path | None,
     gpu_share: int,
 ) -> None:
@@ -152,7 +160,7 @@ def agent(
 
     if threads:
         torch.set_num_threads(threads)
-    sweep = _open(sweep_id, storage)
+    sweep = wandb_commands.logged(_open(sweep_id, storage), wandb_commands.wandb_mode(wandb_mode))
     on_trial = None if quiet else _print_trial
     summary = Agent(sweep, device, count, max_failures, on_trial=on_trial).run()
     # One line however long: scripts and people read the last line for why the agent stopped.

@@ -1,14 +1,22 @@
-"""The W&B side of the command line: `create --backend wandb|auto`, `agent ENTITY/PROJECT/ID`.
-Thin: parse, call one library function, render."""
+"""The W&B side of the command line: `create --backend wandb|auto`, `agent ENTITY/PROJECT/ID`,
+`agent ID --wandb offline`, and `sync ID`. Thin: parse, call one library function, render."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kmnist.backends import wandb_backend
+from kmnist.errors import UserError
+
+if TYPE_CHECKING:
+    from kmnist.backends import Sweep
+
+WANDB_MODES = ("off", "offline", "online")
 
 
 def say(line: str) -> None:
@@ -68,4 +76,69 @@ def _print_run(run_id: str, status: str, summary: dict[str, Any], reason: str) -
     say(f"run {run_id}: {status}{shown}{why}")
 
 
-COMMANDS: list[click.Command] = []
+def wandb_mode(choice: str | None) -> str:
+    """--wandb for Optuna agents: as given, else offline when WANDB_MODE=offline, else off."""
+    if choice:
+        return choice
+    return "offline" if os.environ.get("WANDB_MODE") == "offline" else "off"
+
+
+def logged(sweep: Sweep, mode: str) -> Sweep:
+    """The sweep, wrapped to log every trial as a W&B run unless mode is off."""
+    if mode == "off":
+        return sweep
+    if mode == "online":
+        from kmnist.backends import wandb_auth
+
+        wandb_auth.require("use --wandb offline and `kmnist-sweep sync` later")
+    from kmnist.wandb_trials import WandbLoggedSweep
+
+    return WandbLoggedSweep(sweep, mode)
+
+
+# -- sync ------------------------------------------------------------------------------------
+@click.command()
+@click.argument("sweep_id")
+@click.option("--project", help="W&B project for the runs [default: the one they were logged to].")
+@click.option("--entity", help="W&B entity (user or team) [default: your default entity].")
+@click.option("--dry-run", is_flag=True, help="List the runs that would be uploaded, and stop.")
+@click.option("--include-synced", is_flag=True, help="Upload runs synced before, again.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Seconds before giving up (wandb sync itself retries forever).",
+)
+def sync(
+    sweep_id: str,
+    project: str | None,
+    entity: str | None,
+    dry_run: bool,
+    include_synced: bool,
+    timeout: float,
+) -> None:
+    """Upload the offline W&B runs of sweep SWEEP_ID (logged with `agent --wandb offline`)."""
+    from kmnist import wandb_offline
+
+    if wandb_backend.is_wandb_id(sweep_id):
+        raise UserError(f"{sweep_id} is a W&B sweep: its runs are in W&B already")
+    runs = wandb_offline.runs_to_sync(sweep_id, include_synced)
+    if not dry_run:
+        from kmnist.backends import wandb_auth
+
+        wandb_auth.require("the runs stay on disk: sync again once W&B is reachable")
+    where = "/".join(p for p in (entity, project) if p) or "the project they were logged to"
+    verb = "would upload" if dry_run else "uploading"
+    say(f"sweep {sweep_id}: {verb} {len(runs)} offline run(s) to {where}")
+    for run in runs:
+        click.echo(str(run.folder))
+    if dry_run or not runs:
+        return
+    code = wandb_offline.sync(runs, project, entity, timeout, echo=say)
+    if code != 0:
+        say(f"`wandb sync` exited with code {code}")
+        sys.exit(1)
+
+
+COMMANDS = [sync]
