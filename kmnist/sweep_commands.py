@@ -43,7 +43,9 @@ STORAGE = click.option(
 
 def _open(sweep_id: str, storage: str | None) -> OptunaSweep:
     from kmnist.backends.optuna_backend import OptunaSweep
+    from kmnist.wandb_commands import refuse_wandb_sweep
 
+    refuse_wandb_sweep(sweep_id)  # a W&B sweep's leaderboard and controls are W&B's
     return OptunaSweep(sweep_id, storage)
 
 

@@ -96,6 +96,18 @@ def logged(sweep: Sweep, mode: str) -> Sweep:
     return WandbLoggedSweep(sweep, mode)
 
 
+def refuse_wandb_sweep(sweep_id: str) -> None:
+    """For the commands that read an Optuna study: a W&B sweep lives in W&B, say where."""
+    if not wandb_backend.is_wandb_id(sweep_id):
+        return
+    path = wandb_backend.SweepPath.parse(sweep_id)
+    page = wandb_backend.sweep_url(path) or "its sweep page in W&B"
+    raise UserError(
+        f"{sweep_id} is a W&B sweep: its leaderboard is {page}; "
+        f"`wandb sweep --pause|--resume|--stop {sweep_id}` controls it"
+    )
+
+
 # -- sync ------------------------------------------------------------------------------------
 @click.command()
 @click.argument("sweep_id")

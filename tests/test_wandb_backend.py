@@ -304,3 +304,9 @@ def test_a_wandb_agent_error_is_one_masked_line(
     assert "the W&B agent for team/proj/nope stopped" in result.stderr
     assert "Bearer ***" in result.stderr
     assert_no_secret(result.output)
+
+
+def test_local_commands_point_a_wandb_sweep_to_wandb() -> None:
+    result = CliRunner().invoke(main, ["leaderboard", "alice/proj/abc123"])
+    assert result.exit_code == 2
+    assert "is a W&B sweep" in result.stderr and "/alice/proj/sweeps/abc123" in result.stderr
