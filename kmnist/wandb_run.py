@@ -55,7 +55,7 @@ class WandbRun:
             name=name,
             dir=str(run_dir) if run_dir is not None else None,
             mode=mode,
-            settings=wandb.Settings(stop_fn=self.stop_requested.set),  # not SIGINT mid-batch
+            settings=_stop_settings(wandb, self.stop_requested),
         )
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
@@ -99,3 +99,12 @@ class WandbRun:
             self.stop_requested.set()
 
         return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _stop_settings(wandb: Any, stop: threading.Event) -> Any:
+    """A W&B stop (set on the server) sets `stop` instead of W&B's SIGINT mid-batch.
+    Older wandb has no `stop_fn` setting: it keeps its default there."""
+    try:
+        return wandb.Settings(stop_fn=stop.set)
+    except (TypeError, ValueError):
+        return None
