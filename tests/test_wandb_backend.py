@@ -129,7 +129,7 @@ def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     os.environ.update(saved)
 
 
-def test_create_passes_the_file_unchanged_and_prints_the_full_path(
+def test_auto_with_key_and_server_registers_the_file_unchanged_and_prints_its_path(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Any, ...]] = []
@@ -140,10 +140,9 @@ def test_create_passes_the_file_unchanged_and_prints_the_full_path(
         return "abc123"
 
     monkeypatch.setattr(wandb, "sweep", sweep)
-    result = CliRunner().invoke(
-        main, ["create", str(SWEEP), "--backend", "wandb", "--name", "renamed"]
-    )
+    result = CliRunner().invoke(main, ["create", str(SWEEP), "--name", "renamed"])  # auto
     assert result.exit_code == 0, result.output
+    assert "backend: wandb (W&B API key from WANDB_API_KEY, server answers)" in result.stderr
     expected = {**yaml.safe_load(SWEEP.read_text()), "name": "renamed"}
     assert calls == [(expected, None, "kmnist-sweep")]
     assert result.stdout.strip() == "alice/kmnist-sweep/abc123"
