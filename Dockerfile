@@ -33,7 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     KMNIST_DATA_DIR=/data \
     KMNIST_GPU_LEASE_DIR=/leases \
     WANDB_DIR=/state
-# A numeric user, so Kubernetes' runAsNonRoot can check it.
+# A numeric user, so Kubernetes' runAsNonRoot can check it. A named volume mounted on these
+# folders starts as a copy, owned by that user (no VOLUME: it would leave anonymous volumes).
 RUN groupadd --gid 10001 agent \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin agent \
     && mkdir -p /data /leases /state \
@@ -43,8 +44,6 @@ COPY agents/entrypoint.sh /usr/local/bin/kmnist-entrypoint
 COPY sweeps /app/sweeps
 WORKDIR /app
 USER 10001:10001
-# Named volumes start as copies of these folders, owned by the agent user.
-VOLUME ["/data", "/leases", "/state"]
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-m", "kmnist.healthcheck"]

@@ -141,7 +141,7 @@ def down(client: Any, sweep_id: str | None = None, grace: int = GRACE_SECONDS) -
 
     def stop_and_remove(container: Any) -> str:
         container.stop(timeout=grace)
-        container.remove()
+        container.remove(v=True)  # and its anonymous volumes
         return container.name
 
     with ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:

@@ -23,8 +23,8 @@ class FakeContainer:
     def stop(self, timeout: int) -> None:
         self.calls.append(("stop", timeout))
 
-    def remove(self) -> None:
-        self.calls.append("remove")
+    def remove(self, v: bool = False) -> None:
+        self.calls.append(("remove", v))
 
 
 class FakeContainers:
@@ -98,7 +98,7 @@ def test_down_stops_and_removes_launched_containers_only() -> None:
     unrelated = FakeContainer("c", {"com.docker.compose.project": "x"})
     client.containers.existing = [mine, other_sweep, unrelated]
     assert kl.down(client, "s1") == ["a"]
-    assert mine.calls == [("stop", kl.GRACE_SECONDS), "remove"] and not other_sweep.calls
+    assert mine.calls == [("stop", kl.GRACE_SECONDS), ("remove", True)] and not other_sweep.calls
     assert sorted(kl.down(client)) == ["a", "b"]
     assert not unrelated.calls
 
