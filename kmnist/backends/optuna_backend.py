@@ -102,14 +102,16 @@ class OptunaSweep:
         self.reap_dead_trials()
         self._check_open()
         trial = self.study.ask()
+        # Claimed at once: until its lock or first heartbeat exists, a trial whose agent dies
+        # is invisible to a heartbeat reaper and waits out the grace period for a lock reaper.
+        if self.locks:
+            self.locks.hold(trial.number)
+        self._start_heartbeat(trial)
         if self._over_cap(trial.number):
             self._discard(trial, "run_cap reached while it was asked")
             raise SweepDone(f"run_cap {self.plan.run_cap} reached")
         config = suggest_config(trial, self.spec)
         trial.set_user_attr("config", config)
-        if self.locks:
-            self.locks.hold(trial.number)
-        self._start_heartbeat(trial)
         frozen = self.storage.get_trial(trial._trial_id)
         return Ticket(trial.number, config, trial, _retry_of(frozen))
 
@@ -144,6 +146,9 @@ class OptunaSweep:
     def _discard(self, trial: optuna.Trial, why: str) -> None:
         self.storage.set_trial_user_attr(trial._trial_id, "discarded", why)
         self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        self._stop_heartbeat(trial.number)
+        if self.locks:
+            self.locks.release(trial.number)
 
     # -- results -----------------------------------------------------------------------------
     def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
