@@ -11,11 +11,12 @@ import copy
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 import yaml
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -90,12 +91,28 @@ def create(path: Path, storage: str, *extra: str) -> str:
     return done.stdout.strip()
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
 def start_agents(sweep_id: str, storage: str, n: int, *extra: str) -> list[subprocess.Popen[str]]:
     command = [*CLI, "agent", sweep_id, "--storage", storage, "--quiet", "--threads", "1", *extra]
-    return [
+    procs = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(n)
     ]
+    _started.extend(procs)
+    return procs
+
+
+@pytest.fixture(autouse=True)
+def no_agent_outlives_its_test() -> Iterator[None]:
+    """Kill the agents a failed test left running (import this fixture into a test module)."""
+    yield
+    while _started:
+        p = _started.pop()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def finish_all(

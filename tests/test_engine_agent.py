@@ -18,6 +18,7 @@ from engine_util import (
     cli,
     create,
     finish_all,
+    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     running,
     start_agents,
     stored_trials,

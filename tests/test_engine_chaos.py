@@ -26,6 +26,7 @@ from engine_util import (
     counted,
     create,
     finish_all,
+    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     open_storage,
     running,
     start_agents,
