@@ -291,6 +291,20 @@ def test_sigterm_marks_the_running_run_preempting_so_wandb_requeues_it(
     assert read["summary"]["status"] == "interrupted"
 
 
+def test_runs_the_trainer_refuses_fail_and_the_agent_gives_up_after_max_failures(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    bad = [{**KNN, "kk": 1}, {**KNN, "model": "svm"}, KNN]
+    monkeypatch.setattr(wandb, "agent", FakeAgent(bad))
+    summary = WandbAgent(SweepPath("bad01", "proj"), "cpu", max_failures=2, data=kmnist).run()
+    assert summary.counts == {"failed": 2} and not summary.ok
+    assert summary.reason == "stopped after 2 failed runs in a row"
+    reasons = [inspect(run_dir) for run_dir in offline_runs(wandb_up)]
+    assert [r["exit_code"] for r in reasons] == [1, 1]  # W&B shows them failed
+    assert "unknown parameter 'kk'" in reasons[0]["summary"]["failure_reason"]
+    assert "'svm'" in reasons[1]["summary"]["failure_reason"]
+
+
 def test_a_wandb_agent_error_is_one_masked_line(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
