@@ -106,6 +106,7 @@ timeout 900 "${COMPOSE[@]}" build agent postgres >"$TMP/build.log" 2>&1 || { tai
 step "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}')) and kmnist-postgres:15"
 
 # -- 4. four agents on a compose PostgreSQL sweep --------------------------------------------------
+volumes_before=$(docker volume ls -q | sort)
 timeout 150 "${COMPOSE[@]}" up -d --wait --wait-timeout 120 postgres >/dev/null 2>&1 || fail "postgres did not become healthy"
 pg_host=$("${COMPOSE[@]}" port postgres 5432)
 storage="postgresql://kmnist:$PG_PASSWORD@$pg_host/sweeps"
@@ -182,6 +183,37 @@ launched_sweep=""
 [[ -z $(docker ps -a -q --filter label=io.kmnist-sweep.agent) ]] || fail "launch --down left containers"
 step "launch: 2 SDK containers finished sweep $second ($RUN_CAP trials); launch --down removed them"
 
+# -- graceful stop: SIGTERM mid-trial, within stop_grace_period ---------------------------------
+third=$(host_cli create tests/docker/cnn_stop.yaml --backend optuna --storage "$storage" 2>/dev/null)
+SWEEP_ID=$third timeout 180 "${COMPOSE[@]}" up -d --no-build --scale agent=2 agent >/dev/null 2>&1 \
+  || fail "compose up (stop check)"
+running=0
+for _ in $(seq 120); do
+  running=$(host_cli leaderboard "$third" --storage "$storage" --format json \
+    | python -c 'import json, sys; print(sum(r["state"] == "running" for r in json.load(sys.stdin)))')
+  [[ $running == 2 ]] && break
+  sleep 1
+done
+[[ $running == 2 ]] || fail "the two agents did not start trials"
+sleep 3  # a few epochs in
+t0=$SECONDS
+timeout 150 "${COMPOSE[@]}" stop agent >/dev/null 2>&1 || fail "compose stop"
+took=$((SECONDS - t0))
+for c in $(agents); do
+  code=$(docker inspect -f '{{.State.ExitCode}}' "$c")
+  [[ $code == 0 ]] || fail "agent $c exited $code on SIGTERM"
+  docker logs "$c" 2>&1 | grep -q "interrupted" || fail "agent $c: no interrupted trial in its log"
+done
+[[ $took -lt 60 ]] || fail "stop took $took s: the agents did not end at an epoch"
+host_cli leaderboard "$third" --storage "$storage" --format json >"$TMP/board3.json"
+python - "$TMP/board3.json" <<'PY' || fail "interrupted trials"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert not any(r["state"] == "running" for r in rows), rows
+assert sum(r.get("reason") == "agent interrupted" for r in rows) == 2, rows
+PY
+step "docker compose stop mid-trial: both agents ended their trial at an epoch and exited 0 in $took s"
+
 # -- 5. non-root, no secret in any layer, down leaves nothing --------------------------------------
 [[ $(docker run --rm --entrypoint id "$IMAGE" -u) != 0 ]] || fail "the image runs as root"
 [[ $(docker image inspect -f '{{.Config.User}}' "$IMAGE") == 10001:10001 ]] || fail "USER"
@@ -195,4 +227,5 @@ step "images run as non-root (uid 10001); the test key and password are in no la
 
 timeout 120 "${COMPOSE[@]}" down -v --remove-orphans -t 30 >/dev/null 2>&1 || fail "compose down"
 [[ -z $(docker ps -a -q --filter "label=com.docker.compose.project=$PROJECT") ]] || fail "containers left after down"
-step "docker compose down: no container left"
+[[ $(docker volume ls -q | sort) == "$volumes_before" ]] || fail "volumes left after down"
+step "docker compose down: no container and no volume left"
