@@ -18,12 +18,13 @@ import optuna.visualization as vis
 from kmnist import leaderboard
 from kmnist.backends import TrialRecord
 
-PLOTS: list[tuple[str, Callable[[optuna.Study], object]]] = [
-    ("Optimisation history", vis.plot_optimization_history),
-    ("Parallel coordinates", vis.plot_parallel_coordinate),
-    ("Parameter importances", vis.plot_param_importances),
-    ("Intermediate values (per epoch)", vis.plot_intermediate_values),
-    ("Timeline", vis.plot_timeline),
+# (title, plot, whether it takes target_name: the axis then reads "val/accuracy", not "Objective")
+PLOTS: list[tuple[str, Callable[..., object], bool]] = [
+    ("Optimisation history", vis.plot_optimization_history, True),
+    ("Parallel coordinates", vis.plot_parallel_coordinate, True),
+    ("Parameter importances", vis.plot_param_importances, True),
+    ("Intermediate values (per epoch)", vis.plot_intermediate_values, False),
+    ("Timeline", vis.plot_timeline, False),
 ]
 
 
@@ -32,12 +33,13 @@ def write(
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     sections, include_js = [], True
-    for title, plot in PLOTS:
+    for title, plot, named in PLOTS:
+        kwargs = {"target_name": metric} if named else {}
         sections.append(f"<h2>{html.escape(title)}</h2>")
         try:
             with warnings.catch_warnings():  # optuna marks some plots experimental
                 warnings.simplefilter("ignore")
-                figure = plot(study)
+                figure = plot(study, **kwargs)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ finished trials
             sections.append(f"<p class=note>Not available: {html.escape(str(exc))}</p>")
             continue
