@@ -165,6 +165,7 @@ def test_pause_resume_and_stop(journal: str, kmnist_dir: Path, tmp_path: Path) -
     time.sleep(1.0)  # the paused sweep's agent has had time to ask, and waits
     assert waiting.poll() is None
     assert stored_trials(journal, paused_id) == []
+    assert "state paused" in cli("status", paused_id, "--storage", journal).stdout
     listed = cli("ls", "--storage", journal)
     assert paused_id in listed.stdout and "paused" in listed.stdout and "stopped" in listed.stdout
 

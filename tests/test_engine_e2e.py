@@ -83,6 +83,10 @@ def test_four_agents_run_the_sweep_to_its_cap(
         assert 0.0 < t.user_attrs["summary"]["test/accuracy"] <= 1.0
         assert t.user_attrs["config"]["model"] == base["parameters"]["model"]["value"]
 
+    status = cli("status", sweep_id, "--storage", storage.url)
+    assert status.returncode == 0, status.stderr
+    assert f"done {run_cap}/{run_cap}" in status.stdout and "running 0" in status.stdout
+
     shown_board = cli("leaderboard", sweep_id, "--storage", storage.url, "--format", "json")
     assert shown_board.returncode == 0, shown_board.stderr
     board = json.loads(shown_board.stdout)
