@@ -195,10 +195,23 @@ class StudyPlan:
         return value >= self.target if self.direction == "maximize" else value <= self.target
 
 
+class AskTellGridSampler(GridSampler):
+    """GridSampler for agents that ask and tell: they check `is_exhausted` before asking.
+
+    GridSampler's own end-of-grid signal, `study.stop()` in `after_trial`, raises outside
+    `study.optimize`, so telling the last grid point's result would fail.
+    """
+
+    def after_trial(
+        self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        return None
+
+
 def make_sampler(spec: SweepSpec, seed: int | None = None, bayes: str = "gp") -> BaseSampler:
     if spec.method == "grid":
         space = {axis.name: _choices(axis) for axis in axes(spec, "grid")}
-        return GridSampler(space or {"_": [0]}, seed=seed)
+        return AskTellGridSampler(space or {"_": [0]}, seed=seed)
     if spec.method == "random":
         return WandbRandomSampler(spec, seed)
     if spec.method == "bayes":
