@@ -136,6 +136,7 @@ def test_sync_of_an_unknown_sweep_says_where_it_looked(tmp_path: Path) -> None:
 def test_a_pruned_trial_is_tagged_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The wrapper in-process, around a real Optuna sweep: the agent prunes by finishing the
     # trial as "stopped"; the W&B run shows it as pruned.
+    monkeypatch.setenv("HOME", str(tmp_path))  # W&B's own logs land in tmp too
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     spec_file = tmp_path / "knn.yaml"
