@@ -130,6 +130,8 @@ def test_offline_profile_has_postgres_and_the_dashboard() -> None:
     assert postgres["environment"]["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD:-}"
     assert postgres["build"]["context"] == "docker/postgres"
     assert dashboard["ports"] == ["127.0.0.1:${DASHBOARD_PORT:-8080}:8080"]
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, which the image lacks
+    assert dashboard["environment"]["DASHBOARD_STORAGE"].startswith("postgresql+psycopg2://")
 
 
 def test_cpu_override_resets_the_gpu_reservation() -> None:

@@ -196,3 +196,19 @@ def test_agent_with_a_lease_dir_on_a_cpu_host_runs_on_the_cpu(
     assert agent.returncode == 0, agent.stderr
     assert "trial 0: completed" in agent.stderr
     assert not (tmp_path / "leases").exists()  # no GPU here: nothing leased, the CPU used
+
+
+def test_local_gpus_are_keyed_by_uuid(monkeypatch) -> None:
+    """Replicas may number GPUs differently (CUDA_VISIBLE_DEVICES): the UUID names the lock."""
+    import torch
+
+    class Props:
+        def __init__(self, i: int) -> None:
+            self.uuid = f"GPU-{i}aa"
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", Props)
+    assert gpu_lease.local_gpus() == [gpu_lease.Gpu(0, "GPU-0aa"), gpu_lease.Gpu(1, "GPU-1aa")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_lease.local_gpus() == []

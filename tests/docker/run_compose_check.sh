@@ -79,6 +79,7 @@ for secret in .env .netrc; do
   [[ -e $secret ]] && fail "$secret exists here: this check plants its own (move yours aside)"
 done
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+dashboard_port=$(free_port)
 cat >.env <<EOF
 COMPOSE_PROFILES=offline
 KMNIST_IMAGE=$IMAGE
@@ -88,7 +89,7 @@ POSTGRES_PASSWORD=$PG_PASSWORD
 KMNIST_SWEEP_STORAGE=postgresql://kmnist:\${POSTGRES_PASSWORD}@postgres:5432/sweeps
 WANDB_API_KEY=$TEST_KEY
 AGENT_THREADS=1
-DASHBOARD_PORT=$(free_port)
+DASHBOARD_PORT=$dashboard_port
 KMNIST_SEED_DIR=$(realpath "$SEED_DIR")
 EOF
 printf 'machine api.wandb.ai\n  login user\n  password %s\n' "$TEST_KEY" >.netrc
@@ -160,7 +161,14 @@ done
 files=$(docker run --rm -v "${PROJECT}_data:/data" --entrypoint ls "$IMAGE" -A /data | sort | tr '\n' ' ')
 [[ $files == ".download.lock kmnist-test-imgs.npz kmnist-test-labels.npz kmnist-train-imgs.npz kmnist-train-labels.npz " ]] \
   || fail "the shared data volume holds: $files"
-step "$AGENTS agents ran $total trials (each at least one), run_cap $RUN_CAP reached, all exited 0; host leaderboard shows all $RUN_CAP"
+studies=""
+for _ in $(seq 60); do  # optuna-dashboard on its published port lists the sweep
+  studies=$(python -c 'import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:$dashboard_port/api/studies" 2>/dev/null) && break
+  sleep 1
+done
+[[ $studies == *"\"$sweep_id\""* ]] || fail "optuna-dashboard does not list $sweep_id"
+step "$AGENTS agents ran $total trials (each at least one), run_cap $RUN_CAP reached, all exited 0; host leaderboard shows all $RUN_CAP; optuna-dashboard lists the sweep"
 
 # -- launch: two more agents through the Docker SDK, on a second sweep ---------------------------
 second=$(host_cli create tests/docker/knn_ci.yaml --backend optuna --storage "$storage" --name ci-launch 2>/dev/null)
