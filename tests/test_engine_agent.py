@@ -45,12 +45,19 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: st
         assert fragment in lines[0], lines[0]
 
 
+EPOCHS = 12
+
+
 def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
     journal: str, kmnist_dir: Path, tmp_path: Path
 ) -> None:
-    # 20 short epochs: the signal lands mid-trial and the next epoch boundary comes soon.
+    # 12 short epochs: the signal lands mid-trial and the next epoch boundary comes soon.
     path = sweep_file(
-        tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None, parameters={"epochs": {"value": 20}}
+        tmp_path,
+        CNN_SWEEP,
+        run_cap=1,
+        early_terminate=None,
+        parameters={"epochs": {"value": EPOCHS}},
     )
     sweep_id = create(path, journal)
     (agent,) = start_agents(sweep_id, journal, 1)
@@ -75,7 +82,7 @@ def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     dead, retry = trials
     assert dead.user_attrs["failure_reason"] == "agent interrupted"
-    assert 1 <= len(dead.intermediate_values) < 20
+    assert 1 <= len(dead.intermediate_values) < EPOCHS
     assert retry.system_attrs["failed_trial"] == dead.number
     assert retry.params == dead.params
     assert retry.user_attrs == {"config": dead.user_attrs["config"]}  # not the dead run's
@@ -87,7 +94,7 @@ def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
     dead, retry = stored_trials(journal, sweep_id)
     assert retry.state == TrialState.COMPLETE
     assert retry.user_attrs["config"] == dead.user_attrs["config"]
-    assert len(retry.intermediate_values) == 20
+    assert len(retry.intermediate_values) == EPOCHS
     assert "failure_reason" not in retry.user_attrs  # a retry carries nothing of the dead run
 
     board = json.loads(

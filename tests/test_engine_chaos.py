@@ -67,13 +67,13 @@ def trial_owner(locks: Path, agents: list[subprocess.Popen[str]]) -> tuple[int, 
 
 
 def test_kill_9_mid_trial_loses_nothing(tmp_path: Path, kmnist_dir: Path) -> None:
-    # Trials of 8 short epochs: a few seconds each with four agents on two cores.
+    # Trials of 5 short epochs: a few seconds each with four agents on two cores.
     path = sweep_file(
         tmp_path,
         CNN_SWEEP,
         run_cap=RUN_CAP,
         early_terminate=None,
-        parameters={"epochs": {"value": 8}},
+        parameters={"epochs": {"value": 5}},
     )
     journal = str(tmp_path / "sweeps.journal")
     sweep_id = create(path, journal)
