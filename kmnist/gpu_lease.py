@@ -185,6 +185,7 @@ def lease_device(
     log: Callable[[str], None] = print,
 ) -> str | None:
     """The device of a slot leased for this process's lifetime; None on a host with no GPU."""
+    real = gpus is None
     gpus = local_gpus() if gpus is None else gpus
     if not gpus:
         return None  # a CPU-only host just uses the CPU
@@ -195,6 +196,10 @@ def lease_device(
     with _exit_on_sigterm():  # `docker stop` while waiting: leave at once, and cleanly
         lease = acquire(folder, gpus, share, on_wait=waiting)
     _HELD.append(lease)
+    if real:  # code that asks for "the current GPU" must not open a context on GPU 0
+        import torch
+
+        torch.cuda.set_device(lease.gpu.index)
     log(f"leased GPU {lease.gpu.index} (slot {lease.slot}, {lease.path.name})")
     return lease.device
 

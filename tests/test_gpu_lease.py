@@ -212,3 +212,16 @@ def test_local_gpus_are_keyed_by_uuid(monkeypatch) -> None:
     assert gpu_lease.local_gpus() == [gpu_lease.Gpu(0, "GPU-0aa"), gpu_lease.Gpu(1, "GPU-1aa")]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_lease.local_gpus() == []
+
+
+def test_lease_device_on_gpus_makes_the_leased_gpu_current(monkeypatch, tmp_path: Path) -> None:
+    import torch
+
+    current: list[int] = []
+    monkeypatch.setattr(gpu_lease, "local_gpus", lambda: simulated(2))
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    held = try_acquire(tmp_path, simulated(2))  # another agent holds GPU 0
+    assert lease_device(tmp_path, log=lambda _: None) == "cuda:1"
+    assert current == [1]  # nothing opens a context on GPU 0 by asking for the current GPU
+    gpu_lease._HELD.pop().release()
+    held.release()
