@@ -82,7 +82,9 @@ def create(
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
     from kmnist import wandb_commands
+    from kmnist.sweep import load
 
+    load(file)  # a bad file gets its one line before any backend is chosen or contacted
     if wandb_commands.pick_backend(backend) == "wandb":
         wandb_commands.create_on_wandb(file, name, project, entity)
         return

@@ -141,7 +141,8 @@ class OptunaSweep:
         if self.plan.run_cap is None:
             return False
         trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
-        return _counted(trials, below=number) >= self.plan.run_cap
+        # Waiting retries count here: one queued while this trial was asked would run too.
+        return _counted(trials, below=number, waiting=True) >= self.plan.run_cap
 
     def _discard(self, trial: optuna.Trial, why: str) -> None:
         self.storage.set_trial_user_attr(trial._trial_id, "discarded", why)
@@ -272,7 +273,7 @@ class OptunaSweep:
         return True
 
 
-def _counted(trials: list[FrozenTrial], below: int | None = None) -> int:
+def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool = False) -> int:
     """Trials that use up run_cap: all that ran or run, bar failures queued to run again.
 
     With `below`, only trials numbered below it count; a retry is numbered after the trial it
@@ -281,6 +282,7 @@ def _counted(trials: list[FrozenTrial], below: int | None = None) -> int:
     # retry_history, not failed_trial: in a chain 0 -> 5 -> 9, failed_trial names 0 only.
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    ran += (TrialState.WAITING,) if waiting else ()
     return sum(
         t.state in ran
         or (
