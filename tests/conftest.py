@@ -10,6 +10,11 @@ from hypothesis import settings
 
 from kmnist.data import DATA_DIR_ENV, FILES
 
+# Tests run commands in other folders: a relative data dir (CI passes ../shared/data/kmnist)
+# must mean the same folder there.
+if os.environ.get(DATA_DIR_ENV):
+    os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
+
 # No example database: the property tests are cheap to rerun and must not litter the checkout.
 settings.register_profile("kmnist", database=None, deadline=None)
 settings.load_profile("kmnist")

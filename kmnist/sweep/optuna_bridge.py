@@ -12,6 +12,7 @@ Parameter names are the group path joined by "/" (W&B names cannot hold "/").
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -198,14 +199,15 @@ class StudyPlan:
 class AskTellGridSampler(GridSampler):
     """GridSampler for agents that ask and tell: they check `is_exhausted` before asking.
 
-    GridSampler's own end-of-grid signal, `study.stop()` in `after_trial`, raises outside
-    `study.optimize`, so telling the last grid point's result would fail.
+    GridSampler's end-of-grid signal, `study.stop()` in `after_trial`, raises outside
+    `study.optimize`; there it is not needed, so that one error is dropped.
     """
 
     def after_trial(
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
-        return None
+        with contextlib.suppress(RuntimeError):
+            super().after_trial(study, trial, state, values)
 
 
 def make_sampler(spec: SweepSpec, seed: int | None = None, bayes: str = "gp") -> BaseSampler:
