@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -64,8 +65,13 @@ def engine_times(url: str, trials_per_agent: int) -> list[float]:
     text = SWEEP.replace("RUN_CAP", str(AGENTS * trials_per_agent))
     spec, _ = check_source(parse(text))
     sweep_id = create_sweep(text, spec, "overhead", url)
+    return _in_agents(_agent, sweep_id, url)
+
+
+def _in_agents(target: Callable[..., None], *args: object) -> list[float]:
+    """Run `target(*args, queue)` in AGENTS processes at once; all the times they report."""
     queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_agent, args=(sweep_id, url, queue)) for _ in range(AGENTS)]
+    procs = [mp.Process(target=target, args=(*args, queue)) for _ in range(AGENTS)]
     for p in procs:
         p.start()
     times = [t for _ in procs for t in queue.get()]
@@ -84,14 +90,7 @@ def _fresh_worker(n: int, out: mp.Queue) -> None:
 
 
 def fresh_process_times(per_agent: int) -> list[float]:
-    queue: mp.Queue = mp.Queue()
-    procs = [mp.Process(target=_fresh_worker, args=(per_agent, queue)) for _ in range(AGENTS)]
-    for p in procs:
-        p.start()
-    times = [t for _ in procs for t in queue.get()]
-    for p in procs:
-        p.join()
-    return times
+    return _in_agents(_fresh_worker, per_agent)
 
 
 @click.command()
