@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 import platformdirs
+import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import (
     BaseStorage,
@@ -93,8 +94,15 @@ def open_storage(url: str | None = None) -> BaseStorage:
                     grace_period=GRACE_SECONDS,
                     heartbeat_stale_trial_callback=RETRY,
                 )
-    except (OSError, ImportError, optuna.exceptions.StorageInternalError, ValueError) as exc:
-        raise UserError(f"cannot open sweep storage {mask(url)}: {first_line(exc)}") from None
+    except (
+        OSError,
+        ImportError,
+        ValueError,
+        optuna.exceptions.StorageInternalError,
+        sqlalchemy.exc.SQLAlchemyError,  # the database is down, refuses us, or is not there
+    ) as exc:
+        reason = first_line(getattr(exc, "orig", None) or exc)  # the driver's own message
+        raise UserError(f"cannot open sweep storage {mask(url)}: {reason}") from None
     raise UserError(
         f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."
     )
