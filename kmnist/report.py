@@ -32,6 +32,7 @@ def write(
     study: optuna.Study, records: list[TrialRecord], goal: str, metric: str, out_dir: Path
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no trials yet" is said on the page
     sections, include_js = [], True
     for title, plot, named in PLOTS:
         kwargs = {"target_name": metric} if named else {}

@@ -188,14 +188,14 @@ def _print_trial(ticket: Ticket, result: TrialResult) -> None:
 def _gpu_devices(gpus: str) -> list[str]:
     import torch
 
-    if not torch.cuda.is_available():
-        return []  # a CPU-only host just uses the CPU
-    if gpus == "all":
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    try:
-        ids = [int(part) for part in gpus.split(",")]
+    try:  # checked first, so a typo is caught on a CPU host too
+        ids = None if gpus == "all" else [int(part) for part in gpus.split(",")]
     except ValueError:
         raise UserError(f"--gpus {gpus!r}: expected 'all' or GPU numbers such as 0,1") from None
+    if not torch.cuda.is_available():
+        return []  # a CPU-only host just uses the CPU
+    if ids is None:
+        ids = list(range(torch.cuda.device_count()))
     return [f"cuda:{i}" for i in ids]
 
 

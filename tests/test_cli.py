@@ -73,6 +73,7 @@ def test_train_help_lists_every_parameter() -> None:
         (["train", "lr=0.1"], ["unexpected argument 'lr=0.1'", "--name=value"]),
         (["train", "--device"], ["requires an argument"]),
         (["trian"], ["No such command 'trian'"]),
+        (["agent", "some-sweep", "--gpus", "bogus"], ["--gpus 'bogus'", "0,1"]),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_2(args: list[str], fragments: list[str]) -> None:
