@@ -34,12 +34,14 @@ parameters:
   weights: {values: [uniform, distance]}
 """
 AGENTS = 4
-FRESH_PROCESS = "import torch, kmnist.train; from kmnist import data; data.load(download=False)"
+FRESH_PROCESS = (
+    "import torch, kmnist.trainer.train; from kmnist.trainer import data; data.load(download=False)"
+)
 
 
 def _agent(sweep_id: str, url: str, out: mp.Queue) -> None:
     from kmnist.backends import SweepDone
-    from kmnist.backends.optuna_backend import OptunaSweep
+    from kmnist.backends.optuna.backend import OptunaSweep
 
     sweep = OptunaSweep(sweep_id, url)
     times = []
@@ -58,7 +60,7 @@ def _agent(sweep_id: str, url: str, out: mp.Queue) -> None:
 
 
 def engine_times(url: str, trials_per_agent: int) -> list[float]:
-    from kmnist.backends.optuna_backend import create_sweep
+    from kmnist.backends.optuna.backend import create_sweep
     from kmnist.sweep.source import parse
     from kmnist.sweep.validate import check_source
 

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from kmnist import data as kdata
-from kmnist import train
-from kmnist.models import build_network
-from kmnist.params import resolve
+from kmnist.trainer import data as kdata
+from kmnist.trainer import train
+from kmnist.trainer.models import build_network
+from kmnist.trainer.params import resolve
 
 CONFIG = {"model": "cnn", "optimizer": "adam", "lr": 1e-3, "batch_size": 100, "epochs": 1}
 

@@ -37,8 +37,8 @@ HYPERBAND = "early_terminate: {type: hyperband, min_iter: 1, eta: 3}"
 
 
 def run_sweep(early: str, trials: int, url: str) -> dict:
-    from kmnist.agent import Agent
-    from kmnist.backends.optuna_backend import OptunaSweep, create_sweep
+    from kmnist.agent.loop import Agent
+    from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
     from kmnist.sweep.source import parse
     from kmnist.sweep.validate import check_source
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from kmnist import data as kdata
-from kmnist.models import KNNClassifier
-from kmnist.params import resolve
+from kmnist.trainer import data as kdata
+from kmnist.trainer.models import KNNClassifier
+from kmnist.trainer.params import resolve
 
 
 def sklearn_knn(d: kdata.Kmnist) -> tuple[float, np.ndarray]:

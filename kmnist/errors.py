@@ -6,3 +6,8 @@ class UserError(Exception):
 
     The message must say what is wrong, where, and how to fix it, in one line.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, else its type's name."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -16,8 +16,8 @@ from kmnist.errors import UserError
 
 
 def run(argv: Sequence[str] | None = None) -> None:
+    from kmnist.backends.wandb.params import agent_params, as_arg
     from kmnist.cli import main
-    from kmnist.wandb_params import agent_params, as_arg
 
     try:
         params, rest = agent_params(sys.argv[1:] if argv is None else argv)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from kmnist.data import DATA_DIR_ENV, FILES
+from kmnist.trainer.data import DATA_DIR_ENV, FILES
 
 # Tests run commands in other folders: a relative data dir (CI passes ../shared/data/kmnist)
 # must mean the same folder there.

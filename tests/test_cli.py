@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kmnist import data as kdata
+from kmnist.trainer import data as kdata
 
 FAST_KNN = ["--model=knn", "--train_size=2000", "--val_fraction=0.05"]
 

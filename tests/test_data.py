@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist import data
-from kmnist.data import DATA_DIR_ENV, MIRROR_ENV, DataError
 from kmnist.errors import UserError
+from kmnist.trainer import data
+from kmnist.trainer.data import DATA_DIR_ENV, MIRROR_ENV, DataError
 
 NPZ = [name for name, _ in data.FILES["npz"].values()]
 IDX = [name for name, _ in data.FILES["idx"].values()]

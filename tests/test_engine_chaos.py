@@ -37,7 +37,7 @@ from engine_util import (
 from optuna.trial import TrialState
 
 from kmnist.backends import SweepDone
-from kmnist.backends.optuna_backend import OptunaSweep
+from kmnist.backends.optuna.backend import OptunaSweep
 
 RUN_CAP = 8
 
@@ -141,8 +141,8 @@ def test_kill_9_mid_trial_loses_nothing(tmp_path: Path, kmnist_dir: Path) -> Non
 
 DIES_AFTER_ASK = """
 import os, signal, sys
-from kmnist.backends.optuna_backend import OptunaSweep
-from kmnist.sweep.optuna_bridge import suggest_config
+from kmnist.backends.optuna.backend import OptunaSweep
+from kmnist.backends.optuna.bridge import suggest_config
 
 # next_trial up to the lock: the trial is RUNNING with its config, and the agent dies.
 sweep = OptunaSweep(sys.argv[1], sys.argv[2])

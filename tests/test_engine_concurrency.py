@@ -17,7 +17,7 @@ from engine_util import KNN_SWEEP, counted, create, stored_trials, sweep_file, w
 from optuna.trial import TrialState
 
 from kmnist.backends import SweepDone
-from kmnist.backends.optuna_backend import OptunaSweep
+from kmnist.backends.optuna.backend import OptunaSweep
 
 WORKERS = 8
 RUN_CAP = 400
@@ -26,7 +26,7 @@ WORKER = """
 import json, os, random, sys, time
 from pathlib import Path
 from kmnist.backends import SweepDone
-from kmnist.backends.optuna_backend import OptunaSweep
+from kmnist.backends.optuna.backend import OptunaSweep
 
 sweep = OptunaSweep(sys.argv[1], sys.argv[2])
 folder = Path(sys.argv[3])

@@ -13,15 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from kmnist import gpu_lease
-from kmnist.gpu_lease import LeaseTimeout, acquire, holders, lease_device, simulated, try_acquire
+from kmnist.agent.gpu_lease import (
+    LeaseTimeout,
+    acquire,
+    holders,
+    lease_device,
+    simulated,
+    try_acquire,
+)
+from kmnist.agent import gpu_lease
 
 # One agent process: lease a slot among `count` simulated GPUs, print "gpu slot", hold it until
 # stdin closes or the process is killed.
 HOLDER = """
 import sys
 from pathlib import Path
-from kmnist import gpu_lease
+from kmnist.agent import gpu_lease
 folder, count, share = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 timeout = float(sys.argv[4])
 try:
@@ -148,7 +155,7 @@ def test_lease_device_holds_a_gpu_for_the_process(tmp_path: Path) -> None:
 def test_lease_device_waiting_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     """`docker stop` while an agent waits for a GPU: exit 0 at once, not after the grace."""
     code = (
-        "import sys; from pathlib import Path; from kmnist import gpu_lease\n"
+        "import sys; from pathlib import Path; from kmnist.agent import gpu_lease\n"
         "held = gpu_lease.try_acquire(Path(sys.argv[1]), gpu_lease.simulated(1))\n"
         "gpu_lease.lease_device(Path(sys.argv[1]), gpus=gpu_lease.simulated(1))\n"
     )

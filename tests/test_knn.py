@@ -10,9 +10,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from kmnist import data as kdata
-from kmnist.models import KNNClassifier
-from kmnist.params import resolve
+from kmnist.trainer import data as kdata
+from kmnist.trainer.models import KNNClassifier
+from kmnist.trainer.params import resolve
 
 
 @pytest.fixture(scope="module")

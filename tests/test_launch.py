@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kmnist import launch as kl
+from kmnist.cli import launch as kl
 from kmnist.cli import main
 from kmnist.errors import UserError
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kmnist.errors import UserError
-from kmnist.params import PARAMS, ConfigError, Param, coerce, resolve
+from kmnist.trainer.params import PARAMS, ConfigError, Param, coerce, resolve
 
 DEFAULTS = {name: p.default for name, p in PARAMS.items()}
 FLOATS_WITH_BOUNDS = [

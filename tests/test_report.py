@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kmnist.backends.optuna_backend import OptunaSweep, create_sweep
+from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 

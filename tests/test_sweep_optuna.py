@@ -11,14 +11,14 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from kmnist.errors import UserError
-from kmnist.sweep import distributions, grid, hyperband, load
-from kmnist.sweep.optuna_bridge import (
+from kmnist.backends.optuna.bridge import (
     WandbHyperbandPruner,
     WandbRandomSampler,
     plan,
     suggest_config,
 )
+from kmnist.errors import UserError
+from kmnist.sweep import distributions, grid, hyperband, load
 from kmnist.sweep.source import Source
 from kmnist.sweep.validate import check_source
 

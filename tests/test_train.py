@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import pytest
 import torch
 
-from kmnist import train
-from kmnist.augment import augment
-from kmnist.params import ConfigError, resolve
+from kmnist.trainer import train
+from kmnist.trainer.augment import augment
+from kmnist.trainer.params import ConfigError, resolve
 
 SMALL = {"train_size": 3000, "val_fraction": 0.05, "batch_size": 64}
 
@@ -136,6 +136,6 @@ def test_augmentation_keeps_shape_and_changes_pixels() -> None:
 def test_zero_affine_is_the_identity() -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(4, 1, 28, 28)
-    from kmnist.augment import random_affine
+    from kmnist.trainer.augment import random_affine
 
     torch.testing.assert_close(random_affine(images, 0.0, 0.0, 0.0, gen), images)

@@ -40,10 +40,10 @@ from wandb_helpers import (
     silent_server,
 )
 
-from kmnist import data as kdata
-from kmnist.backends.wandb_backend import SweepPath
+from kmnist.backends.wandb.agent import WandbAgent
+from kmnist.backends.wandb.backend import SweepPath
 from kmnist.cli import main
-from kmnist.wandb_agent import WandbAgent
+from kmnist.trainer import data as kdata
 
 SWEEP = Path(__file__).parent.parent / "sweeps" / "knn_random.yaml"
 SECRET_FORMS = [FAKE_KEY, base64.b64encode(f"api:{FAKE_KEY}".encode()).decode()[:40]]

@@ -27,8 +27,8 @@ from wandb_helpers import (
     run_record,
 )
 
-from kmnist.params import ConfigError
-from kmnist.wandb_params import agent_params, flatten, read_param_file, split_args
+from kmnist.backends.wandb.params import agent_params, flatten, read_param_file, split_args
+from kmnist.trainer.params import ConfigError
 
 SMALL_CNN = {
     "model": "cnn",

@@ -25,10 +25,10 @@ from wandb_helpers import (
     run_record,
 )
 
-from kmnist.backends.optuna_backend import OptunaSweep, create_sweep
+from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
+from kmnist.backends.wandb.trials import WandbLoggedSweep
+from kmnist.cli.wandb_commands import wandb_mode
 from kmnist.sweep import load
-from kmnist.wandb_commands import wandb_mode
-from kmnist.wandb_trials import WandbLoggedSweep
 
 TINY_KNN = {
     "name": "knn-offline",

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from kmnist.params import PARAMS, ConfigError, coerce, unknown_key_message
 from kmnist.sweep import distributions, grid
 from kmnist.sweep.source import Path_, Problem, Source, read
 from kmnist.sweep.spec import (
@@ -36,6 +35,7 @@ from kmnist.sweep.spec import (
     required_keys,
     runs_project_trainer,
 )
+from kmnist.trainer.params import PARAMS, ConfigError, coerce, unknown_key_message
 
 TOP_KEYS = (
     "method",

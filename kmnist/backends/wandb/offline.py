@@ -18,7 +18,7 @@ from pathlib import Path
 
 import platformdirs
 
-from kmnist.backends import wandb_auth
+from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.errors import UserError
 
 SYNC_TIMEOUT_SECONDS = 600

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kmnist.train import TrialResult
+    from kmnist.contract import TrialResult
 
 # The run's status in its summary, and the tag it gets; completed runs get no tag.
 STATUS_TAGS = {s: s for s in ("stopped", "pruned", "failed", "interrupted")}

@@ -21,17 +21,17 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepPaused, Ticket, TrialRecord, UnknownSweep
-from kmnist.backends.storage import (
+from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
+from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
     RETRY,
     journal_path,
     open_storage,
     storage_url,
 )
-from kmnist.backends.trial_locks import TrialLocks
+from kmnist.backends.optuna.trial_locks import TrialLocks
 from kmnist.errors import UserError
 from kmnist.sweep import SweepSpec
-from kmnist.sweep.optuna_bridge import StudyPlan, plan, suggest_config
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 
@@ -328,6 +328,6 @@ def _record(t: FrozenTrial) -> TrialRecord:
 
 
 def _shown(url: str) -> str:
-    from kmnist.backends.storage import mask
+    from kmnist.backends.optuna.storage import mask
 
     return mask(url)

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kmnist import data as kdata
 from kmnist.errors import UserError
-from kmnist.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
+from kmnist.trainer import data as kdata
+from kmnist.trainer.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
 
 console = Console()
 err_console = Console(stderr=True)
@@ -85,13 +85,13 @@ def train(
     as_json: bool,
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
-    from kmnist import train as trainer
+    from kmnist.trainer import train as trainer
 
     config = resolve(parse_overrides(ctx.args))
     dataset = kdata.load(data_dir)
     wandb_run = None
     if use_wandb:
-        from kmnist.wandb_run import WandbRun
+        from kmnist.backends.wandb.run import WandbRun
 
         model = config["model"]  # group and tag name the model family in W&B's tables
         # W&B's agent stops a run with SIGTERM: it ends at its next epoch, as stopped
@@ -263,9 +263,9 @@ def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
 
 # -- sweeps ----------------------------------------------------------------------------------
 def _register_sweep_commands() -> None:
-    from kmnist.launch import launch
-    from kmnist.sweep_commands import COMMANDS
-    from kmnist.wandb_commands import COMMANDS as WANDB_COMMANDS
+    from kmnist.cli.launch import launch
+    from kmnist.cli.sweeps import COMMANDS
+    from kmnist.cli.wandb_commands import COMMANDS as WANDB_COMMANDS
 
     for command in [*COMMANDS, *WANDB_COMMANDS, launch]:
         main.add_command(command)

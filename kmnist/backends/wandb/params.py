@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kmnist.params import PARAMS, ConfigError
+from kmnist.trainer.params import PARAMS, ConfigError
 
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"
 

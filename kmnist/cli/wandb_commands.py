@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kmnist.backends import wandb_backend
+from kmnist.backends.wandb import backend as wandb_backend
 from kmnist.errors import UserError
 
 if TYPE_CHECKING:
@@ -53,13 +53,13 @@ def run_wandb_agent(
     quiet: bool,
 ) -> int:
     """`kmnist-sweep agent entity/project/id`: W&B's agent loop, trials in-process."""
-    from kmnist.backends import wandb_auth
+    from kmnist.backends.wandb import auth as wandb_auth
 
     path = wandb_backend.SweepPath.parse(sweep_id)
     wandb_auth.require("use `kmnist-sweep agent` with an Optuna sweep id to work offline")
     import torch
 
-    from kmnist.wandb_agent import WandbAgent
+    from kmnist.backends.wandb.agent import WandbAgent
 
     if threads:
         torch.set_num_threads(threads)
@@ -88,10 +88,10 @@ def logged(sweep: Sweep, mode: str) -> Sweep:
     if mode == "off":
         return sweep
     if mode == "online":
-        from kmnist.backends import wandb_auth
+        from kmnist.backends.wandb import auth as wandb_auth
 
         wandb_auth.require("use --wandb offline and `kmnist-sweep sync` later")
-    from kmnist.wandb_trials import WandbLoggedSweep
+    from kmnist.backends.wandb.trials import WandbLoggedSweep
 
     return WandbLoggedSweep(sweep, mode)
 
@@ -131,13 +131,13 @@ def sync(
     timeout: float,
 ) -> None:
     """Upload the offline W&B runs of sweep SWEEP_ID (logged with `agent --wandb offline`)."""
-    from kmnist import wandb_offline
+    from kmnist.backends.wandb import offline as wandb_offline
 
     if wandb_backend.is_wandb_id(sweep_id):
         raise UserError(f"{sweep_id} is a W&B sweep: its runs are in W&B already")
     runs = wandb_offline.runs_to_sync(sweep_id, include_synced)
     if not dry_run:
-        from kmnist.backends import wandb_auth
+        from kmnist.backends.wandb import auth as wandb_auth
 
         wandb_auth.require("the runs stay on disk: sync again once W&B is reachable")
     where = "/".join(p for p in (entity, project) if p) or "the project they were logged to"

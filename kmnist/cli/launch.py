@@ -19,7 +19,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from kmnist.errors import UserError
+from kmnist.errors import UserError, first_line
 
 LABEL = "io.kmnist-sweep.agent"  # on every container launch starts: --down finds them by it
 SWEEP_LABEL = "io.kmnist-sweep.sweep"
@@ -98,7 +98,7 @@ def plan(
 
 def check_storage(storage: str | None) -> None:
     """A journal file on this host is not visible inside the containers."""
-    from kmnist.backends.storage import journal_path  # imports optuna: only when launching
+    from kmnist.backends.optuna.storage import journal_path  # imports optuna: only when launching
 
     if storage and journal_path(storage) is not None:
         raise UserError(
@@ -155,12 +155,8 @@ def _client() -> Any:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        raise UserError(f"cannot reach the Docker engine: {_first_line(exc)}") from None
+        raise UserError(f"cannot reach the Docker engine: {first_line(exc)}") from None
     return client
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 @click.command()
@@ -202,7 +198,7 @@ def launch(
 def _run(client: Any, specs: list[AgentSpec], image: str, network: str | None, volume: str) -> None:
     import docker
 
-    from kmnist.backends.storage import mask
+    from kmnist.backends.optuna.storage import mask
 
     try:
         containers = start(client, specs, image, network, volume)
@@ -210,7 +206,7 @@ def _run(client: Any, specs: list[AgentSpec], image: str, network: str | None, v
         raise UserError(f"image {image} not found: build it with `docker compose build`") from None
     except docker.errors.APIError as exc:
         raise UserError(
-            f"docker: {exc.explanation or _first_line(exc)} "
+            f"docker: {exc.explanation or first_line(exc)} "
             "(`kmnist-sweep launch --down` removes agents left from an earlier launch)"
         ) from None
     for spec, container in zip(specs, containers, strict=True):

@@ -18,15 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist import data as kdata
-from kmnist import train
-from kmnist.agent import AgentSummary
-from kmnist.backends import wandb_backend
-from kmnist.backends.wandb_backend import SweepPath
+from kmnist.trainer import data as kdata
+from kmnist.trainer import train
+from kmnist.agent.loop import AgentSummary
+from kmnist.backends.wandb import backend as wandb_backend
+from kmnist.backends.wandb.backend import SweepPath
 from kmnist.errors import UserError
-from kmnist.params import relevant, resolve
-from kmnist.wandb_params import flatten, sweep_params
-from kmnist.wandb_run import WandbRun
+from kmnist.trainer.params import relevant, resolve
+from kmnist.backends.wandb.params import flatten, sweep_params
+from kmnist.backends.wandb.run import WandbRun
 
 OnRun = Callable[[str, str, dict[str, Any], str], None]  # run id, status, summary, reason
 

@@ -28,7 +28,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalRedisBackend
 
-from kmnist.errors import UserError
+from kmnist.errors import UserError, first_line
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -130,7 +130,3 @@ def mask(url: str) -> str:
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

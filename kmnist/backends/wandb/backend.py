@@ -1,7 +1,7 @@
 """The online engine: a sweep registered with W&B, whose agents W&B's own agent loop drives.
 
 W&B's server samples the configs and applies hyperband, so this backend has no `next_trial`: an
-agent hands `wandb.agent` a function that trains one run (see `kmnist.wandb_agent`). What lives
+agent hands `wandb.agent` a function that trains one run (see `kmnist.backends.wandb.agent`). What lives
 here is what needs the server: registering the sweep and starting the agent loop, each after a
 check that fails in seconds (no key, no server), with W&B's errors masked and made one line.
 Like every backend, it never imports a model or the trainer.
@@ -22,9 +22,8 @@ from typing import Any
 
 import yaml
 
-from kmnist.backends import wandb_auth
-from kmnist.backends.storage import first_line
-from kmnist.errors import UserError
+from kmnist.backends.wandb import auth as wandb_auth
+from kmnist.errors import UserError, first_line
 
 DEFAULT_PROJECT = "kmnist-sweep"
 FALLBACK = "use `--backend optuna` to run the sweep offline"

@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist import data as kdata
-from kmnist import train
 from kmnist.backends import Sweep, SweepDone, SweepPaused, Ticket
+from kmnist.contract import TrialResult
 from kmnist.errors import UserError
+from kmnist.trainer import data as kdata
+from kmnist.trainer import train
 
 PAUSE_POLL_SECONDS = 5.0
 
@@ -53,7 +54,7 @@ class Agent:
         count: int | None = None,
         max_failures: int = 5,
         data: kdata.Kmnist | None = None,
-        on_trial: Callable[[Ticket, train.TrialResult], None] | None = None,
+        on_trial: Callable[[Ticket, TrialResult], None] | None = None,
     ) -> None:
         self.sweep, self.device, self.count = sweep, device, count
         self.max_failures = max_failures
@@ -100,9 +101,9 @@ class Agent:
             self.sweep.finish(ticket, "interrupted", {}, [], "agent interrupted")
             raise
         except UserError as exc:  # a config the trainer refuses (bad parameter combination)
-            result = train.TrialResult("failed", reason=str(exc))
+            result = TrialResult("failed", reason=str(exc))
         except Exception as exc:  # any crash of one trial is recorded, not fatal
-            result = train.TrialResult("failed", reason=f"{type(exc).__name__}: {exc}")
+            result = TrialResult("failed", reason=f"{type(exc).__name__}: {exc}")
         status = result.status
         if self.stopping and status == "stopped":
             status, result.reason = "interrupted", "agent interrupted"

@@ -15,10 +15,10 @@ from typing import Any
 
 from kmnist.backends import Sweep, Ticket
 from kmnist.errors import UserError
-from kmnist.params import PARAMS
-from kmnist.wandb_offline import sweep_dir
-from kmnist.wandb_params import flatten
-from kmnist.wandb_run import WandbRun
+from kmnist.trainer.params import PARAMS
+from kmnist.backends.wandb.offline import sweep_dir
+from kmnist.backends.wandb.params import flatten
+from kmnist.backends.wandb.run import WandbRun
 
 PROJECT = "kmnist-sweep"
 # The agent's statuses as W&B runs show them: an Optuna "stopped" trial was pruned.

@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import optuna.visualization as vis
 
-from kmnist import leaderboard
 from kmnist.backends import TrialRecord
+from kmnist.results import leaderboard
 
 # (title, plot, whether it takes target_name: the axis then reads "val/accuracy", not "Objective")
 PLOTS: list[tuple[str, Callable[..., object], bool]] = [

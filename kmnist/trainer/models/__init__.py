@@ -1,11 +1,11 @@
-"""Model families, each built from a plain config dict (see `kmnist.params`)."""
+"""Model families, each built from a plain config dict (see `kmnist.trainer.params`)."""
 
 from typing import Any
 
 from torch import nn
 
-from kmnist.models.cnn import deep_cnn, starter_cnn
-from kmnist.models.knn import KNNClassifier
+from kmnist.trainer.models.cnn import deep_cnn, starter_cnn
+from kmnist.trainer.models.knn import KNNClassifier
 
 NETWORK_BUILDERS = {"cnn": starter_cnn, "deep_cnn": deep_cnn}
 

@@ -1,6 +1,6 @@
 """`kmnist-sweep create | agent | run | ls | leaderboard | status | stop | pause | resume`.
 
-Thin commands over `kmnist.backends` (the Optuna engine) and `kmnist.agent`.
+Thin commands over `kmnist.backends` (the Optuna engine) and `kmnist.agent.loop`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from kmnist import leaderboard
+from kmnist.agent.gpu_lease import lease_device, lease_options
 from kmnist.errors import UserError
-from kmnist.gpu_lease import lease_device, lease_options
+from kmnist.results import leaderboard
 
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
     from kmnist.backends import Ticket
-    from kmnist.backends.optuna_backend import OptunaSweep
-    from kmnist.train import TrialResult
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.contract import TrialResult
 
 # Tables as wide as they need when piped: a leaderboard has a column per varied parameter.
 console = Console() if sys.stdout.isatty() else Console(width=220)
@@ -42,8 +42,8 @@ STORAGE = click.option(
 
 
 def _open(sweep_id: str, storage: str | None) -> OptunaSweep:
-    from kmnist.backends.optuna_backend import OptunaSweep
-    from kmnist.wandb_commands import refuse_wandb_sweep
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.cli.wandb_commands import refuse_wandb_sweep
 
     refuse_wandb_sweep(sweep_id)  # a W&B sweep's leaderboard and controls are W&B's
     return OptunaSweep(sweep_id, storage)
@@ -52,7 +52,7 @@ def _open(sweep_id: str, storage: str | None) -> OptunaSweep:
 def _agent_command(sweep_id: str, storage: str | None) -> str:
     words = ["kmnist-sweep", "agent", sweep_id]
     if storage:
-        from kmnist.backends.storage import mask
+        from kmnist.backends.optuna.storage import mask
 
         words += ["--storage", mask(storage)]
     return shlex.join(words)
@@ -81,7 +81,7 @@ def create(
     entity: str | None,
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
-    from kmnist import wandb_commands
+    from kmnist.cli import wandb_commands
     from kmnist.sweep import load
 
     load(file)  # a bad file gets its one line before any backend is chosen or contacted
@@ -96,7 +96,7 @@ def create(
 
 
 def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
-    from kmnist.backends.optuna_backend import create_sweep as create_study
+    from kmnist.backends.optuna.backend import create_sweep as create_study
     from kmnist.sweep import load
 
     spec = load(file)
@@ -145,7 +145,7 @@ def agent(
     """Work through sweep SWEEP_ID: pull trials, train them here, report back.
 
     SWEEP_ID with slashes (entity/project/id) is a W&B sweep: W&B hands out the runs."""
-    from kmnist import wandb_commands
+    from kmnist.cli import wandb_commands
 
     devices = _gpu_devices(gpus) if gpus else []
     if len(devices) > 1:
@@ -160,7 +160,7 @@ def agent(
         )
     import torch
 
-    from kmnist.agent import Agent
+    from kmnist.agent.loop import Agent
 
     if threads:
         torch.set_num_threads(threads)
@@ -328,7 +328,7 @@ def _print_leaderboard(sweep: OptunaSweep, fmt: str, top: int | None) -> None:
 @STORAGE
 def ls(storage: str | None) -> None:
     """List the sweeps in a storage."""
-    from kmnist.backends.optuna_backend import list_sweeps
+    from kmnist.backends.optuna.backend import list_sweeps
 
     table = Table(title="sweeps")
     for column in ("sweep", "created", "state", "trials", "best"):
@@ -379,7 +379,7 @@ def status(sweep_id: str, storage: str | None) -> None:
 )
 def report(sweep_id: str, storage: str | None, out_dir: Path) -> None:
     """A self-contained HTML page: leaderboard, history, parallel coordinates, importances."""
-    from kmnist import report as html_report
+    from kmnist.results import report as html_report
 
     sweep = _open(sweep_id, storage)
     metric = sweep.spec.metric.name if sweep.spec.metric else "value"

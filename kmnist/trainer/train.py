@@ -11,34 +11,21 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kmnist import data as kdata
-from kmnist.augment import augment, is_enabled
-from kmnist.models import KNNClassifier, build_network
-from kmnist.params import resolve
+from kmnist.contract import Reporter, TrialResult
+from kmnist.trainer import data as kdata
+from kmnist.trainer.augment import augment, is_enabled
+from kmnist.trainer.models import KNNClassifier, build_network
+from kmnist.trainer.params import resolve
 
 EVAL_BATCH = 2000
-
-
-class Reporter(Protocol):
-    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
-        """Receive one epoch's metrics; return True to stop the trial now."""
-        ...
-
-
-@dataclass
-class TrialResult:
-    status: str  # "completed", "stopped" (the reporter asked) or "failed"
-    summary: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    reason: str = ""  # why it failed
 
 
 class Diverged(Exception):

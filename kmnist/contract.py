@@ -1,0 +1,25 @@
+"""What crosses between the trainer wing and the sweep wing: a reporter in, a result out.
+
+The trainer reports each epoch to a `Reporter` and returns a `TrialResult`; the agent turns
+those into calls on a `Sweep`. Neither wing imports the other: both import this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Receive one epoch's metrics; return True to stop the trial now."""
+        ...
+
+
+@dataclass
+class TrialResult:
+    status: str  # "completed", "stopped" (the reporter asked) or "failed"
+    summary: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    reason: str = ""  # why it failed

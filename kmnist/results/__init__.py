@@ -1,0 +1,1 @@
+"""What a sweep gives back to people: the leaderboard and the HTML report."""
