@@ -1,8 +1,12 @@
-"""Shared fixtures: the folder holding the official KMNIST files, and Hypothesis settings."""
+"""Shared fixtures and helpers: the official KMNIST files, Hypothesis settings, error checks.
+
+Helpers used by several test files live here once; import them with `from conftest import ...`.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,3 +45,14 @@ def kmnist_dir() -> Path:
             pytrace=False,
         )
     return folder
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Exit code 2, no traceback, one line on stderr holding every fragment; returns the line."""
+    assert proc.returncode == 2, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 from engine_util import (
     CLI,
     CNN_SWEEP,
@@ -37,17 +38,10 @@ def last_line(text: str) -> str:
     return text.strip().splitlines()[-1]
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 EPOCHS = 12
 
 
+@pytest.mark.slow
 def test_sigterm_mid_trial_exits_0_and_queues_the_trial_again(
     journal: str, kmnist_dir: Path, tmp_path: Path
 ) -> None:
@@ -155,6 +149,7 @@ def test_agent_gives_up_after_max_failures_in_a_row(
         ), t.user_attrs["failure_reason"]
 
 
+@pytest.mark.slow
 def test_pause_resume_and_stop(journal: str, kmnist_dir: Path, tmp_path: Path) -> None:
     paused_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=2), journal)
     stopped_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=2), journal)
@@ -206,6 +201,7 @@ def test_target_reached_ends_every_agent(journal: str, kmnist_dir: Path, tmp_pat
     assert max(t.value for t in done) >= 0.5
 
 
+@pytest.mark.slow
 def test_run_creates_runs_and_prints_the_leaderboard(
     journal: str, kmnist_dir: Path, tmp_path: Path
 ) -> None:

@@ -66,6 +66,7 @@ def trial_owner(locks: Path, agents: list[subprocess.Popen[str]]) -> tuple[int, 
     return None
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_loses_nothing(tmp_path: Path, kmnist_dir: Path) -> None:
     # Trials of 5 short epochs: a few seconds each with four agents on two cores.
     path = sweep_file(

@@ -38,7 +38,7 @@ class Storage:
     created: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(params=["journal", "postgresql"])
+@pytest.fixture(params=["journal", pytest.param("postgresql", marks=pytest.mark.slow)])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     if request.param == "journal":
         yield Storage(str(tmp_path / "sweeps.journal"))
@@ -49,7 +49,11 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
         optuna.delete_study(study_name=sweep_id, storage=open_storage(POSTGRES_URL))
 
 
-@pytest.mark.parametrize("base", [KNN_SWEEP, CNN_SWEEP], ids=["knn-random", "cnn-hyperband"])
+@pytest.mark.parametrize(
+    "base",
+    [KNN_SWEEP, pytest.param(CNN_SWEEP, marks=pytest.mark.slow)],
+    ids=["knn-random", "cnn-hyperband"],
+)
 def test_four_agents_run_the_sweep_to_its_cap(
     base: dict[str, Any], storage: Storage, kmnist_dir: Path, tmp_path: Path
 ) -> None:

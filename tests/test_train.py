@@ -24,6 +24,7 @@ class Recorder:
         return epoch == self.stop_at
 
 
+@pytest.mark.slow
 def test_starter_cnn_learns_on_a_real_subset() -> None:
     rec = Recorder()
     result = train.run({"model": "cnn", "epochs": 3, **SMALL}, rec, device="cpu")
@@ -110,6 +111,7 @@ def test_knn_trial_reports_one_epoch() -> None:
     assert result.summary["test/accuracy"] > 0.6
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_other_seed_other_result() -> None:
     config = {"model": "cnn", "epochs": 1, "precision": "fp32", **SMALL, "train_size": 1000}
     first = train.run(config, device="cpu").summary["val/loss"]

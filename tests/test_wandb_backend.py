@@ -22,12 +22,12 @@ import pytest
 import wandb
 import yaml
 from click.testing import CliRunner
+from conftest import assert_one_line_error
 from wandb.agents.pyagent import _terminate_thread
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 from wandb_helpers import (
     CLI,
     FAKE_KEY,
-    assert_one_line_error,
     clean_env,
     closed_port,
     history,

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import assert_one_line_error
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 from wandb_helpers import (
-    assert_one_line_error,
     clean_env,
     history,
     inspect,
@@ -116,6 +116,7 @@ def test_cnn_reads_the_param_file_and_logs_each_epoch(tmp_path: Path, kmnist_dir
     assert run_record(run_dir)["sweep_id"] == "swp0cnn1"
 
 
+@pytest.mark.slow
 def test_sigterm_from_wandb_agent_ends_the_run_as_stopped(tmp_path: Path, kmnist_dir: Path) -> None:
     # `wandb agent` stops a hyperband loser with SIGTERM: the run must end clean, not crashed.
     params = {**SMALL_CNN, "epochs": 60}

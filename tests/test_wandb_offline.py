@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import assert_one_line_error
 from wandb_helpers import (
     CLI,
     FAKE_KEY,
-    assert_one_line_error,
     clean_env,
     history,
     http_server,

@@ -39,16 +39,6 @@ def run(command: list[str], env: dict[str, str], cwd: Path, timeout: float = 120
     )
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert proc.returncode == 2, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 # -- reading offline runs back -----------------------------------------------------------------
 def inspect(run_dir: Path) -> dict[str, Any]:
     """`wandb leet inspect --summary --json`: state, config, summary, tags, project."""
