@@ -1,0 +1,87 @@
+"""The best model out of a sweep: export it as a folder a user can load, or refit it on 60k."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from kmnist.errors import UserError
+from kmnist.trainer.artifacts import Artifact
+
+README = """# {sweep_id}: trial {number}
+
+The best trial of sweep `{sweep_id}` by `{metric}` on the validation split
+(selected on validation; the test set was scored once, at the end of the trial).
+
+| | |
+|---|---|
+| model | `{model}` |
+| {metric} | {value} |
+| test/accuracy | {test} |
+
+`config.json` holds the full config and the trial's summary; `probs.npz` its class
+probabilities on the validation split and the test set. {weights}
+
+```python
+from pathlib import Path
+
+import torch
+from kmnist.trainer.artifacts import load_model
+
+model, config = load_model(Path("{folder}"))   # eval mode, on the CPU
+# images: uint8 (n, 28, 28) as in the KMNIST npz files
+logits = model(torch.from_numpy(images)[:, None].float() / 255)
+```
+
+Retrain it from scratch: `kmnist-sweep train {args}`.
+"""
+
+
+def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
+    """Copy the trial's files into a new folder `out` with a README; never overwrites."""
+    if out.exists():
+        raise UserError(f"{out}: already exists; name a new folder (nothing was written)")
+    try:
+        shutil.copytree(artifact.folder, out)
+    except OSError as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    config = artifact.config
+    args = " ".join(f"--{k}={v}" for k, v in config.items())
+    weights = (
+        "`weights.pt` is the network's state dict (the weights it was evaluated with)."
+        if artifact.weights
+        else "A kNN stores no weights: it refits in seconds from the config."
+    )
+    text = README.format(
+        sweep_id=sweep_id,
+        number=artifact.number,
+        metric=metric,
+        model=config.get("model"),
+        value=_fmt(artifact.value),
+        test=_fmt(artifact.summary.get("test/accuracy")),
+        weights=weights,
+        folder=out,
+        args=args,
+    )
+    (out / "README.md").write_text(text, encoding="utf-8")
+    return out
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def summary_json(artifact: Artifact, metric: str) -> str:
+    return json.dumps(
+        {
+            "trial": artifact.number,
+            "config": artifact.config,
+            metric: artifact.value,
+            "test/accuracy": artifact.summary.get("test/accuracy"),
+            "folder": str(artifact.folder),
+        },
+        indent=1,
+        default=float,
+    )
