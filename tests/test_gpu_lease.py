@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kmnist.agent import gpu_lease
 from kmnist.agent.gpu_lease import (
     LeaseTimeout,
     acquire,
@@ -21,7 +22,6 @@ from kmnist.agent.gpu_lease import (
     simulated,
     try_acquire,
 )
-from kmnist.agent import gpu_lease
 
 # One agent process: lease a slot among `count` simulated GPUs, print "gpu slot", hold it until
 # stdin closes or the process is killed.
