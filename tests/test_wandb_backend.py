@@ -260,7 +260,8 @@ def kmnist(kmnist_dir: Path) -> kdata.Kmnist:
 def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
-    runs = [{**KNN, "k": 3}, {**KNN, "k": 5, "weights": "uniform"}, {**KNN, "k": 7}]
+    # The second run's knobs come as a nested group, as W&B hands out grouped parameters.
+    runs = [{**KNN, "k": 3}, {**KNN, "vote": {"k": 5, "weights": "uniform"}}, {**KNN, "k": 7}]
     fake = FakeAgent(runs)
     monkeypatch.setattr(wandb, "agent", fake)
     seen: list[tuple[str, str]] = []
@@ -279,12 +280,13 @@ def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
     assert fake.returned and fake.started == ["abc123r0", "abc123r1"]
     runs_written = offline_runs(wandb_up)
     assert len(runs_written) == 2
-    for run_dir, k in zip(runs_written, (3, 5), strict=True):
+    for run_dir, (k, weights) in zip(runs_written, [(3, "distance"), (5, "uniform")], strict=True):
         record = run_record(run_dir)
         assert record["sweep_id"] == "abc123" and record["run_group"] == "knn"
         assert record["job_type"] == "knn"
         read = inspect(run_dir)
-        assert read["config"]["k"] == k and read["tags"] == ["knn"]
+        assert read["config"]["k"] == k and read["config"]["weights"] == weights
+        assert read["tags"] == ["knn"]
         assert "lr" not in read["config"]  # only the knobs the kNN reads
         assert len(history(run_dir)) == 1
         assert 0.3 < read["summary"]["test/accuracy"] == read["summary"]["kmnist_val_acc"]
