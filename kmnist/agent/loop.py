@@ -123,13 +123,12 @@ class Agent:
             result = TrialResult("failed", reason=ticket.refused)
         else:
             result = self._train(ticket)
-        status = result.status
-        if self.stopping and status == "stopped":
-            status, result.reason = "interrupted", "agent interrupted"
-        self.sweep.finish(ticket, status, result.summary, result.history, result.reason)
+        if self.stopping and result.status == "stopped":
+            result.status, result.reason = "interrupted", "agent interrupted"
+        self.sweep.finish(ticket, result.status, result.summary, result.history, result.reason)
         if self.on_trial:
             self.on_trial(ticket, result)
-        return status
+        return result.status
 
     def _train(self, ticket: Ticket) -> TrialResult:
         try:
