@@ -97,3 +97,28 @@ def test_unknown_sweep_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = _cli("leaderboard", "nope-123456", "--storage", str(tmp_path / "x.journal"))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "no sweep 'nope-123456'" in proc.stderr
+
+
+def test_progress_counts_best_and_eta(tmp_path: Path) -> None:
+    # The real study above (3 completed, 1 failed), then the ETA's arithmetic on it: 6 trials
+    # capped, 3 done at their mean duration, 2 agents alive, nothing running.
+    from dataclasses import replace
+
+    from kmnist.results.progress import progress
+
+    sweep_id, url = _sweep(tmp_path, "maximize")
+    sweep = OptunaSweep(sweep_id, url)
+    records, info = sweep.trials(), sweep.info()
+    assert (info.sweep_id, info.method, info.metric, info.goal) == (
+        sweep_id,
+        "grid",
+        "val/accuracy",
+        "maximize",
+    )
+    assert (info.state, info.run_cap, info.agents_alive) == ("running", None, 0)
+    now = progress(records, info)
+    assert now.counts == {"completed": 3, "pruned": 0, "running": 0, "failed": 1}
+    assert now.best is not None and now.best.config["k"] == 1 and now.eta_minutes is None
+    mean = sum(r.duration for r in records if r.state == "completed") / 3
+    eta = progress(records, replace(info, run_cap=6, agents_alive=2)).eta_minutes
+    assert eta == pytest.approx(mean * (3 / 2 + 0.5) / 60)

@@ -40,8 +40,9 @@ from wandb_helpers import (
     silent_server,
 )
 
-from kmnist.backends.wandb.agent import WandbAgent
+from kmnist.agent.loop import Agent
 from kmnist.backends.wandb.backend import SweepPath
+from kmnist.backends.wandb.sweep import WandbSweep
 from kmnist.cli import main
 from kmnist.trainer import data as kdata
 
@@ -177,31 +178,54 @@ def test_create_refuses_an_invalid_file_before_calling_wandb(
 
 # A W&B agent, as `wandb.agents.pyagent` runs a function: per run it writes the param file and
 # sets WANDB_RUN_ID / WANDB_SWEEP_ID / WANDB_SWEEP_PARAM_PATH, calls the function in a thread,
-# stops a run by raising an exception into that thread (`_terminate_thread`, W&B's own), and on
-# KeyboardInterrupt in the main thread stops its runs that way and returns.
+# stops a run by raising an exception into that thread (`_terminate_thread`, W&B's own),
+# finishes W&B's run after the function and unsets the variables; with no run left it waits for
+# one (`idle`, "Sweep Agent: Waiting for job") and, on KeyboardInterrupt in its own thread (its
+# Ctrl-C path), stops its runs that way and returns.
 class FakeAgent:
-    def __init__(self, runs: list[dict[str, Any]], action: str = "") -> None:
-        self.runs, self.action, self.calls = runs, action, []
+    def __init__(self, runs: list[dict[str, Any]], action: str = "", idle: bool = False) -> None:
+        self.runs, self.action, self.idle = runs, action, idle
+        self.calls: list[dict[str, Any]] = []
+        self.started: list[str] = []  # the runs whose function was called
+        self.returned = False
+        self.thread: threading.Thread | None = None
 
     def __call__(self, sweep_id: str, function: Callable[[], None], **kw: Any) -> None:
         self.calls.append({"sweep_id": sweep_id, "function": function, **kw})
         os.environ["WANDB_MODE"] = "offline"  # no server here: the runs are written offline
-        for number, params in enumerate(self.runs):
-            run_id = f"{sweep_id}r{number}"
-            path = Path(os.environ["WANDB_DIR"]) / "wandb" / f"sweep-{sweep_id}" / f"{run_id}.yaml"
-            save_config_file_from_dict(str(path), {k: {"value": v} for k, v in params.items()})
-            os.environ.update(
-                WANDB_RUN_ID=run_id, WANDB_SWEEP_ID=sweep_id, WANDB_SWEEP_PARAM_PATH=str(path)
-            )
-            wandb.teardown()  # as pyagent: each run gets a fresh W&B setup
-            thread = threading.Thread(target=function)
-            thread.start()
-            try:
-                self._wait(thread, act=True)
-            except KeyboardInterrupt:
-                _terminate_thread(thread)
-                self._wait(thread)
-                return
+        try:
+            for number, params in enumerate(self.runs):
+                self._run(f"{sweep_id}r{number}", sweep_id, params, function)
+            while self.idle:
+                time.sleep(0.02)
+        except KeyboardInterrupt:
+            if self.thread is not None:
+                _terminate_thread(self.thread)
+                self._wait(self.thread)
+        self.returned = True
+
+    def _run(self, run_id: str, sweep_id: str, params: dict[str, Any], function: Callable) -> None:
+        path = Path(os.environ["WANDB_DIR"]) / "wandb" / f"sweep-{sweep_id}" / f"{run_id}.yaml"
+        save_config_file_from_dict(str(path), {k: {"value": v} for k, v in params.items()})
+        os.environ.update(
+            WANDB_RUN_ID=run_id, WANDB_SWEEP_ID=sweep_id, WANDB_SWEEP_PARAM_PATH=str(path)
+        )
+        wandb.teardown()  # as pyagent: each run gets a fresh W&B setup
+        self.started.append(run_id)
+        self.thread = threading.Thread(target=self._job, args=(function,))
+        self.thread.start()
+        self._wait(self.thread, act=True)
+
+    @staticmethod
+    def _job(function: Callable[[], None]) -> None:
+        try:
+            function()
+            wandb.finish()
+        except Exception:
+            wandb.finish(exit_code=1)
+        finally:
+            for name in ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH"):
+                os.environ.pop(name, None)
 
     def _wait(self, thread: threading.Thread, act: bool = False) -> None:
         acted = not act
@@ -236,29 +260,34 @@ def kmnist(kmnist_dir: Path) -> kdata.Kmnist:
 def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
-    fake = FakeAgent([{**KNN, "k": 3}, {**KNN, "k": 5, "weights": "uniform"}])
+    # The second run's knobs come as a nested group, as W&B hands out grouped parameters.
+    runs = [{**KNN, "k": 3}, {**KNN, "vote": {"k": 5, "weights": "uniform"}}, {**KNN, "k": 7}]
+    fake = FakeAgent(runs)
     monkeypatch.setattr(wandb, "agent", fake)
     seen: list[tuple[str, str]] = []
-    agent = WandbAgent(
-        SweepPath("abc123", "proj", "team"),
-        device="cpu",
-        count=2,
-        data=kmnist,
-        on_run=lambda run_id, status, summary, reason: seen.append((run_id, status)),
+    sweep = WandbSweep(SweepPath("abc123", "proj", "team"))
+    agent = Agent(
+        sweep, "cpu", count=2, data=kmnist, on_trial=lambda t, r: seen.append((t.name, r.status))
     )
     summary = agent.run()
     [call] = fake.calls
-    assert call.pop("function") == agent.run_one
-    assert call == {"sweep_id": "abc123", "entity": "team", "project": "proj", "count": 2}
+    assert callable(call.pop("function"))
+    assert call == {"sweep_id": "abc123", "entity": "team", "project": "proj"}
     assert summary.counts == {"completed": 2} and summary.ok
-    assert seen == [("abc123r0", "completed"), ("abc123r1", "completed")]
-    runs = offline_runs(wandb_up)
-    assert len(runs) == 2
-    for run_dir, k in zip(runs, (3, 5), strict=True):
+    assert summary.reason == "ran --count 2"
+    assert seen == [("run abc123r0", "completed"), ("run abc123r1", "completed")]
+    # --count ended W&B's loop too: the third run was never started
+    assert fake.returned and fake.started == ["abc123r0", "abc123r1"]
+    runs_written = offline_runs(wandb_up)
+    assert len(runs_written) == 2
+    for run_dir, (k, weights) in zip(runs_written, [(3, "distance"), (5, "uniform")], strict=True):
         record = run_record(run_dir)
         assert record["sweep_id"] == "abc123" and record["run_group"] == "knn"
+        assert record["job_type"] == "knn"
         read = inspect(run_dir)
-        assert read["config"]["k"] == k and read["tags"] == ["knn"]
+        assert read["config"]["k"] == k and read["config"]["weights"] == weights
+        assert read["tags"] == ["knn"]
+        assert "lr" not in read["config"]  # only the knobs the kNN reads
         assert len(history(run_dir)) == 1
         assert 0.3 < read["summary"]["test/accuracy"] == read["summary"]["kmnist_val_acc"]
 
@@ -266,9 +295,11 @@ def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
 def test_a_stop_request_ends_the_run_as_stopped_not_crashed(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
-    monkeypatch.setattr(wandb, "agent", FakeAgent([LONG_CNN], action="stop"))
-    summary = WandbAgent(SweepPath("stop01", "proj"), "cpu", data=kmnist).run()
+    fake = FakeAgent([LONG_CNN], action="stop")
+    monkeypatch.setattr(wandb, "agent", fake)
+    summary = Agent(WandbSweep(SweepPath("stop01", "proj")), "cpu", data=kmnist).run()
     assert summary.counts == {"stopped": 1} and summary.ok
+    assert summary.reason.startswith("sweep finished: W&B's agent returned")
     [run_dir] = offline_runs(wandb_up)
     read = inspect(run_dir)
     assert read["state"] == "finished" and read["exit_code"] == 0
@@ -280,27 +311,48 @@ def test_sigterm_marks_the_running_run_preempting_so_wandb_requeues_it(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(wandb, "agent", FakeAgent([LONG_CNN, KNN], action="sigterm"))
-    summary = WandbAgent(SweepPath("pre01", "proj"), "cpu", data=kmnist).run()
+    fake = FakeAgent([LONG_CNN, KNN], action="sigterm")
+    monkeypatch.setattr(wandb, "agent", fake)
+    summary = Agent(WandbSweep(SweepPath("pre01", "proj")), "cpu", data=kmnist).run()
     assert signal.getsignal(signal.SIGTERM) == before  # handlers given back
     assert summary.counts == {"interrupted": 1} and "SIGTERM" in summary.reason
-    [run_dir] = offline_runs(wandb_up)  # the second run never started
+    assert fake.returned and fake.started == ["pre01r0"]  # the second run never started
+    [run_dir] = offline_runs(wandb_up)
     assert any(r["type"] == "preempting" for r in records(run_dir))
     read = inspect(run_dir)
-    assert read["exit_code"] == 128 + signal.SIGTERM  # non-zero: W&B requeues a preempting run
+    assert read["exit_code"] != 0  # non-zero: W&B requeues a preempting run
     assert read["summary"]["status"] == "interrupted"
+    assert 1 <= len(history(run_dir)) < 200
+
+
+def test_sigterm_while_wandb_has_no_run_ends_the_agent_and_wandbs_loop(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    fake = FakeAgent([], idle=True)  # a sweep with nothing to hand out yet
+    monkeypatch.setattr(wandb, "agent", fake)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    summary, seconds = timed(Agent(WandbSweep(SweepPath("idle01", "proj")), "cpu").run)
+    timer.join()
+    assert summary.counts == {} and summary.reason == "interrupted by SIGTERM"
+    assert fake.returned and seconds < 10
+    assert offline_runs(wandb_up) == []
 
 
 def test_runs_the_trainer_refuses_fail_and_the_agent_gives_up_after_max_failures(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
 ) -> None:
     bad = [{**KNN, "kk": 1}, {**KNN, "model": "svm"}, KNN]
-    monkeypatch.setattr(wandb, "agent", FakeAgent(bad))
-    summary = WandbAgent(SweepPath("bad01", "proj"), "cpu", max_failures=2, data=kmnist).run()
+    fake = FakeAgent(bad)
+    monkeypatch.setattr(wandb, "agent", fake)
+    sweep = WandbSweep(SweepPath("bad01", "proj"))
+    summary = Agent(sweep, "cpu", max_failures=2, data=kmnist).run()
     assert summary.counts == {"failed": 2} and not summary.ok
-    assert summary.reason == "stopped after 2 failed runs in a row"
+    assert summary.reason.startswith("stopped after 2 failed trials in a row")
+    assert fake.returned and fake.started == ["bad01r0", "bad01r1"]
     reasons = [inspect(run_dir) for run_dir in offline_runs(wandb_up)]
     assert [r["exit_code"] for r in reasons] == [1, 1]  # W&B shows them failed
+    assert all(r["tags"] == ["invalid", "failed"] for r in reasons)
     assert "unknown parameter 'kk'" in reasons[0]["summary"]["failure_reason"]
     assert "'svm'" in reasons[1]["summary"]["failure_reason"]
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-
 from kmnist.errors import UserError
 
 LEASE_DIR_ENV = "KMNIST_GPU_LEASE_DIR"
@@ -157,27 +155,6 @@ def _safe(key: str) -> str:
 
 
 # -- the agent's side --------------------------------------------------------------------------
-def lease_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """`--lease-dir` and `--gpu-share`, for `kmnist-sweep agent`."""
-    command = click.option(
-        "--gpu-share",
-        envvar=SHARE_ENV,
-        show_envvar=True,
-        default=1,
-        show_default=True,
-        type=click.IntRange(min=1),
-        help="Agents per GPU under --lease-dir (1: one each; more agents than slots wait).",
-    )(command)
-    return click.option(
-        "--lease-dir",
-        envvar=LEASE_DIR_ENV,
-        show_envvar=True,
-        type=click.Path(file_okay=False, path_type=Path),
-        help="Folder shared by the host's agents: take a free GPU slot there (they spread "
-        "over the GPUs by themselves).",
-    )(command)
-
-
 def lease_device(
     folder: Path,
     share: int = 1,

@@ -1,15 +1,19 @@
 """Search engines behind one small interface: a sweep hands out trials and takes results back.
 
 Backends see configs and metrics as plain data; they never import a model or the trainer.
+`open_sweep` is the one place that tells the engines apart, by the shape of the sweep id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kmnist.errors import UserError
+
+if TYPE_CHECKING:
+    from kmnist.backends.wandb.offline import OfflineRun
 
 
 class SweepDone(Exception):
@@ -32,6 +36,12 @@ class Ticket:
     config: dict[str, Any]
     handle: Any = None
     retry_of: int | None = None
+    label: str = ""  # how the engine names it to people, when not "trial <number>"
+    refused: str = ""  # why it cannot be trained (e.g. a config the trainer refuses): failed
+
+    @property
+    def name(self) -> str:
+        return self.label or f"trial {self.number}"
 
 
 @dataclass
@@ -47,6 +57,28 @@ class TrialRecord:
     duration: float | None = None
     reason: str = ""
     retry_of: int | None = None
+
+
+@dataclass
+class SweepInfo:
+    """A sweep as the reading commands describe it, beside its trials."""
+
+    sweep_id: str
+    method: str
+    metric: str  # the sweep metric's name; "value" when the sweep has none
+    goal: str  # maximize or minimize
+    state: str  # running, paused or stopped
+    run_cap: int | None = None
+    agents_alive: int = 0  # agents whose running trial shows they are alive
+
+
+@dataclass
+class Plot:
+    """One figure of a sweep's report: a plotly figure, or why there is none yet."""
+
+    title: str
+    figure: Any = None
+    missing: str = ""
 
 
 class Sweep(Protocol):
@@ -71,8 +103,48 @@ class Sweep(Protocol):
         """status: completed, stopped (pruned), failed, or interrupted (run again elsewhere)."""
         ...
 
+    def close(self) -> None:
+        """The agent is done with the sweep: give back what it holds for handing out trials."""
+        ...
+
     def trials(self) -> list[TrialRecord]: ...
+
+    def info(self) -> SweepInfo: ...
+
+    def plots(self) -> list[Plot]:
+        """The figures of the sweep's report."""
+        ...
 
     def set_state(self, state: str) -> None:
         """running, paused or stopped."""
         ...
+
+
+def _is_wandb(sweep_id: str) -> bool:
+    """W&B sweeps are `entity/project/id` paths; Optuna sweep ids never hold a slash."""
+    return "/" in sweep_id
+
+
+def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> Sweep:
+    """The sweep a sweep id names, on its engine.
+
+    `storage` is where Optuna sweeps live; `wandb_mode` (off, offline, online) also logs every
+    trial of an Optuna sweep as a W&B run (a W&B sweep's trials are W&B runs already).
+    """
+    if _is_wandb(sweep_id):
+        from kmnist.backends.wandb.sweep import WandbSweep
+
+        return WandbSweep.parse(sweep_id)
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.backends.wandb.trials import logged
+
+    return logged(OptunaSweep(sweep_id, storage), wandb_mode)
+
+
+def offline_runs(sweep_id: str, include_synced: bool = False) -> list[OfflineRun]:
+    """The offline W&B runs the agents of an Optuna sweep wrote, to upload."""
+    if _is_wandb(sweep_id):
+        raise UserError(f"{sweep_id} is a W&B sweep: its runs are in W&B already")
+    from kmnist.backends.wandb.offline import runs_to_sync
+
+    return runs_to_sync(sweep_id, include_synced)

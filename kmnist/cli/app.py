@@ -89,15 +89,7 @@ def train(
 
     config = resolve(parse_overrides(ctx.args))
     dataset = kdata.load(data_dir)
-    wandb_run = None
-    if use_wandb:
-        from kmnist.backends.wandb.run import WandbRun
-
-        model = config["model"]  # group and tag name the model family in W&B's tables
-        # W&B's agent stops a run with SIGTERM: it ends at its next epoch, as stopped
-        wandb_run = WandbRun(
-            relevant(config), project=project, group=model, tags=(model,), stop_signals=True
-        )
+    wandb_run = _wandb_run(config, project) if use_wandb else None
     epochs = 1 if config["model"] == "knn" else config["epochs"]
     with _progress(quiet=as_json) as bar:
         task = bar.add_task(config["model"], total=epochs, status="")
@@ -105,24 +97,29 @@ def train(
         result = trainer.run(config, reporter, device, dataset)
     if wandb_run:
         wandb_run.finish(result)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "config": config,
-                    "status": result.status,
-                    "reason": result.reason,
-                    "summary": result.summary,
-                    "history": result.history,
-                },
-                indent=2,
-            )
-        )
-    else:
-        console.print(_result_table(config, result))
+    _print_result(config, result, as_json)
     if result.status == "failed":
         err_console.print(f"[red]Trial failed:[/red] {result.reason}", highlight=False)
         sys.exit(1)
+
+
+def _wandb_run(config: dict[str, Any], project: str) -> Any:
+    from kmnist.backends.wandb.run import WandbRun
+
+    model = config["model"]  # group and tag name the model family in W&B's tables
+    # W&B's agent stops a run with SIGTERM: it ends at its next epoch, as stopped
+    return WandbRun(
+        relevant(config), project=project, group=model, tags=(model,), stop_signals=True
+    )
+
+
+def _print_result(config: dict[str, Any], result: Any, as_json: bool) -> None:
+    if not as_json:
+        console.print(_result_table(config, result))
+        return
+    fields = {"config": config, "status": result.status, "reason": result.reason}
+    fields |= {"summary": result.summary, "history": result.history}
+    click.echo(json.dumps(fields, indent=2))
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, str]:

@@ -1,22 +1,15 @@
-"""The W&B side of the command line: `create --backend wandb|auto`, `agent ENTITY/PROJECT/ID`,
-`agent ID --wandb offline`, and `sync ID`. Thin: parse, call one library function, render."""
+"""The W&B side of the command line: `create --backend wandb|auto`, the default of
+`agent ID --wandb`, and `sync ID`. Thin: parse, call one library function, render."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
 from kmnist.backends.wandb import backend as wandb_backend
-from kmnist.errors import UserError
-
-if TYPE_CHECKING:
-    from kmnist.backends import Sweep
-
-WANDB_MODES = ("off", "offline", "online")
 
 
 def say(line: str) -> None:
@@ -44,68 +37,11 @@ def create_on_wandb(file: Path, name: str | None, project: str | None, entity: s
 
 
 # -- agent -----------------------------------------------------------------------------------
-def run_wandb_agent(
-    sweep_id: str,
-    device: str | None,
-    count: int | None,
-    max_failures: int,
-    threads: int | None,
-    quiet: bool,
-) -> int:
-    """`kmnist-sweep agent entity/project/id`: W&B's agent loop, trials in-process."""
-    from kmnist.backends.wandb import auth as wandb_auth
-
-    path = wandb_backend.SweepPath.parse(sweep_id)
-    wandb_auth.require("use `kmnist-sweep agent` with an Optuna sweep id to work offline")
-    import torch
-
-    from kmnist.backends.wandb.agent import WandbAgent
-
-    if threads:
-        torch.set_num_threads(threads)
-    on_run = None if quiet else _print_run
-    summary = WandbAgent(path, device, count, max_failures, on_run=on_run).run()
-    say(f"agent done: {summary.line()}")
-    return 0 if summary.ok else 1
-
-
-def _print_run(run_id: str, status: str, summary: dict[str, Any], reason: str) -> None:
-    metric = summary.get("val/accuracy")
-    shown = f" val/accuracy {metric:.4f}" if isinstance(metric, float) else ""
-    why = f" ({reason})" if reason else ""
-    say(f"run {run_id}: {status}{shown}{why}")
-
-
 def wandb_mode(choice: str | None) -> str:
     """--wandb for Optuna agents: as given, else offline when WANDB_MODE=offline, else off."""
     if choice:
         return choice
     return "offline" if os.environ.get("WANDB_MODE") == "offline" else "off"
-
-
-def logged(sweep: Sweep, mode: str) -> Sweep:
-    """The sweep, wrapped to log every trial as a W&B run unless mode is off."""
-    if mode == "off":
-        return sweep
-    if mode == "online":
-        from kmnist.backends.wandb import auth as wandb_auth
-
-        wandb_auth.require("use --wandb offline and `kmnist-sweep sync` later")
-    from kmnist.backends.wandb.trials import WandbLoggedSweep
-
-    return WandbLoggedSweep(sweep, mode)
-
-
-def refuse_wandb_sweep(sweep_id: str) -> None:
-    """For the commands that read an Optuna study: a W&B sweep lives in W&B, say where."""
-    if not wandb_backend.is_wandb_id(sweep_id):
-        return
-    path = wandb_backend.SweepPath.parse(sweep_id)
-    page = wandb_backend.sweep_url(path) or "its sweep page in W&B"
-    raise UserError(
-        f"{sweep_id} is a W&B sweep: its leaderboard is {page}; "
-        f"`wandb sweep --pause|--resume|--stop {sweep_id}` controls it"
-    )
 
 
 # -- sync ------------------------------------------------------------------------------------
@@ -131,11 +67,10 @@ def sync(
     timeout: float,
 ) -> None:
     """Upload the offline W&B runs of sweep SWEEP_ID (logged with `agent --wandb offline`)."""
+    from kmnist.backends import offline_runs
     from kmnist.backends.wandb import offline as wandb_offline
 
-    if wandb_backend.is_wandb_id(sweep_id):
-        raise UserError(f"{sweep_id} is a W&B sweep: its runs are in W&B already")
-    runs = wandb_offline.runs_to_sync(sweep_id, include_synced)
+    runs = offline_runs(sweep_id, include_synced)
     if not dry_run:
         from kmnist.backends.wandb import auth as wandb_auth
 

@@ -1,58 +1,42 @@
-"""A sweep as one self-contained HTML page: the leaderboard and Optuna's plotly figures.
+"""A sweep as one self-contained HTML page: the leaderboard and the engine's plotly figures.
 
-Optimisation history, parallel coordinates, parameter importances, intermediate values (the
-per-epoch curves hyperband prunes on) and the trial timeline. plotly.js is inlined once, so the
-page opens offline.
+The figures come from the sweep (`Sweep.plots`); plotly.js is inlined once, so the page opens
+offline.
 """
 
 from __future__ import annotations
 
 import html
-import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 
-import optuna
-import optuna.visualization as vis
-
-from kmnist.backends import TrialRecord
+from kmnist.backends import Plot, SweepInfo, TrialRecord
 from kmnist.results import leaderboard
-
-# (title, plot, whether it takes target_name: the axis then reads "val/accuracy", not "Objective")
-PLOTS: list[tuple[str, Callable[..., object], bool]] = [
-    ("Optimisation history", vis.plot_optimization_history, True),
-    ("Parallel coordinates", vis.plot_parallel_coordinate, True),
-    ("Parameter importances", vis.plot_param_importances, True),
-    ("Intermediate values (per epoch)", vis.plot_intermediate_values, False),
-    ("Timeline", vis.plot_timeline, False),
-]
 
 
 def write(
-    study: optuna.Study, records: list[TrialRecord], goal: str, metric: str, out_dir: Path
+    info: SweepInfo, records: Sequence[TrialRecord], plots: Sequence[Plot], out_dir: Path
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no trials yet" is said on the page
-    sections, include_js = [], True
-    for title, plot, named in PLOTS:
-        kwargs = {"target_name": metric} if named else {}
-        sections.append(f"<h2>{html.escape(title)}</h2>")
-        try:
-            with warnings.catch_warnings():  # optuna marks some plots experimental
-                warnings.simplefilter("ignore")
-                figure = plot(study, **kwargs)
-        except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ finished trials
-            sections.append(f"<p class=note>Not available: {html.escape(str(exc))}</p>")
-            continue
-        sections.append(figure.to_html(full_html=False, include_plotlyjs=include_js))
-        include_js = False  # plotly.js once, inline: the page needs no network
-    table = leaderboard.render(records, goal, metric, "markdown")
+    table = leaderboard.render(records, info.goal, info.metric, "markdown")
     page = _PAGE.format(
-        title=html.escape(study.study_name), table=_html_table(table), sections="\n".join(sections)
+        title=html.escape(info.sweep_id), table=_html_table(table), sections=_sections(plots)
     )
-    path = out_dir / f"{study.study_name}.html"
+    path = out_dir / f"{info.sweep_id}.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _sections(plots: Sequence[Plot]) -> str:
+    sections, include_js = [], True
+    for plot in plots:
+        sections.append(f"<h2>{html.escape(plot.title)}</h2>")
+        if plot.figure is None:
+            sections.append(f"<p class=note>Not available: {html.escape(plot.missing)}</p>")
+            continue
+        sections.append(plot.figure.to_html(full_html=False, include_plotlyjs=include_js))
+        include_js = False  # plotly.js once, inline: the page needs no network
+    return "\n".join(sections)
 
 
 def _html_table(markdown: str) -> str:

@@ -12,6 +12,7 @@ import secrets
 import threading
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,15 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from kmnist.backends import SweepDone, SweepPaused, Ticket, TrialRecord, UnknownSweep
+from kmnist.backends import (
+    Plot,
+    SweepDone,
+    SweepInfo,
+    SweepPaused,
+    Ticket,
+    TrialRecord,
+    UnknownSweep,
+)
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
@@ -66,8 +75,29 @@ def create_sweep(
     return sweep_id
 
 
-def list_sweeps(url: str | None = None) -> list[optuna.study.StudySummary]:
-    return optuna.get_all_study_summaries(open_storage(url), include_best_trial=True)
+@dataclass
+class SweepListing:
+    """One sweep of a storage, as `kmnist-sweep ls` lists it."""
+
+    sweep_id: str
+    created: str
+    state: str
+    trials: int
+    best: float | None
+
+
+def list_sweeps(url: str | None = None) -> list[SweepListing]:
+    summaries = optuna.get_all_study_summaries(open_storage(url), include_best_trial=True)
+    return [
+        SweepListing(
+            s.study_name,
+            s.user_attrs.get("created", ""),
+            s.user_attrs.get("state", ""),
+            s.n_trials,
+            s.best_trial.value if s.best_trial else None,
+        )
+        for s in summaries
+    ]
 
 
 def _slug(text: str) -> str:
@@ -265,6 +295,30 @@ class OptunaSweep:
     @property
     def state(self) -> str:
         return self.study.user_attrs.get("state", "running")
+
+    def info(self) -> SweepInfo:
+        running = [r.number for r in self.trials() if r.state == "running"]
+        return SweepInfo(
+            sweep_id=self.sweep_id,
+            method=self.spec.method,
+            metric=self._metric_name,
+            goal=self.spec.goal,
+            state=self.state,
+            run_cap=self.plan.run_cap,
+            agents_alive=sum(self.alive(n) for n in running),
+        )
+
+    def plots(self) -> list[Plot]:
+        from kmnist.backends.optuna.plots import plots
+
+        return plots(self.study, self._metric_name)
+
+    @property
+    def _metric_name(self) -> str:
+        return self.spec.metric.name if self.spec.metric else "value"
+
+    def close(self) -> None:
+        """Nothing is held between trials: each trial's lock and heartbeat end with it."""
 
     def alive(self, number: int) -> bool:
         """Is the running trial's agent alive? (lock held, or a fresh heartbeat)"""

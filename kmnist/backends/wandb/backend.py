@@ -1,8 +1,7 @@
-"""The online engine: a sweep registered with W&B, whose agents W&B's own agent loop drives.
+"""The online engine's calls to W&B's server: registering a sweep, and W&B's agent loop.
 
-W&B's server samples the configs and applies hyperband, so this backend has no `next_trial`: an
-agent hands `wandb.agent` a function that trains one run (see `kmnist.backends.wandb.agent`). What lives
-here is what needs the server: registering the sweep and starting the agent loop, each after a
+W&B's server samples the configs and applies hyperband; `kmnist.backends.wandb.sweep` turns
+its agent loop into a `Sweep`. What lives here is what needs the server, each call after a
 check that fails in seconds (no key, no server), with W&B's errors masked and made one line.
 Like every backend, it never imports a model or the trainer.
 """
@@ -51,11 +50,6 @@ class SweepPath:
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.entity, self.project, self.sweep_id) if p)
-
-
-def is_wandb_id(sweep_id: str) -> bool:
-    """An id with a slash names a W&B sweep; Optuna sweep ids never hold one."""
-    return "/" in sweep_id
 
 
 @dataclass(frozen=True)
@@ -119,12 +113,12 @@ def sweep_url(path: SweepPath) -> str | None:
     return f"{app}/{quote(path.entity)}/{quote(path.project)}/sweeps/{quote(path.sweep_id)}"
 
 
-def run_agent(path: SweepPath, function: Callable[[], None], count: int | None = None) -> None:
+def run_agent(path: SweepPath, function: Callable[[], None]) -> None:
     """W&B's agent loop, calling `function` in a thread once per run the sweep hands out.
 
     W&B passes each run's config through the environment (WANDB_SWEEP_PARAM_PATH and friends),
     asks a run to stop by raising an exception in that thread, and returns when the sweep is
-    done, `count` runs have run, or the main thread gets KeyboardInterrupt.
+    done or its thread gets KeyboardInterrupt.
     """
     wandb_auth.require("use `kmnist-sweep agent` with an Optuna sweep id to work offline")
     import wandb
@@ -136,7 +130,6 @@ def run_agent(path: SweepPath, function: Callable[[], None], count: int | None =
         function=function,
         entity=path.entity,
         project=path.project,
-        count=count,
     )
 
 

@@ -92,6 +92,15 @@ def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def model_family(config: Mapping[str, Any]) -> str:
+    """The model a config trains, nested in a group or not: a run's group, job type and tag."""
+    try:
+        model = flatten(config).get("model", PARAMS["model"].default)
+    except ConfigError:
+        model = PARAMS["model"].default
+    return str(model)
+
+
 def agent_params(
     argv: Sequence[str], environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], list[str]]:

@@ -1,5 +1,8 @@
 """One trial as one W&B run: config at init, one `log` per epoch, the result as its summary.
 
+`WandbRun` is one run; `TrialRuns` keeps one per trial for the two sweeps that log to W&B (a
+W&B sweep's own runs, and the offline runs mirroring an Optuna sweep's trials).
+
 One `log` call per epoch matters: W&B's hyperband counts logged values, not steps. Works online
 or with `WANDB_MODE=offline` (the run is written under ./wandb and can be synced later).
 
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kmnist.backends import Ticket
     from kmnist.contract import TrialResult
 
 # The run's status in its summary, and the tag it gets; completed runs get no tag.
@@ -99,6 +103,49 @@ class WandbRun:
             self.stop_requested.set()
 
         return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+class TrialRuns:
+    """One W&B run per trial: opened when it is handed out, one log per epoch, closed with its
+    status. Job type and first tag name the model family, as W&B's tables group runs by."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = settings  # WandbRun's keywords for every run: project, mode, run_dir...
+        self.open: dict[int, WandbRun] = {}
+
+    def start(
+        self,
+        ticket: Ticket,
+        config: Mapping[str, Any],
+        family: str = "",
+        tags: tuple[str, ...] = (),
+        **settings: Any,
+    ) -> WandbRun:
+        run = WandbRun(
+            config,
+            tags=(family, *tags) if family else tags,
+            job_type=family or None,
+            **{**self.settings, **settings},
+        )
+        self.open[ticket.number] = run
+        return run
+
+    def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
+        """Log the epoch; True once W&B asked the run to stop."""
+        run = self.open.get(ticket.number)
+        return run.report(epoch, metrics) if run is not None else False
+
+    def close(
+        self,
+        ticket: Ticket,
+        status: str,
+        summary: Mapping[str, Any],
+        reason: str = "",
+        **how: Any,
+    ) -> None:
+        run = self.open.pop(ticket.number, None)
+        if run is not None:
+            run.close(status, summary, reason, **how)
 
 
 def _stop_settings(wandb: Any, stop: threading.Event) -> Any:

@@ -10,60 +10,55 @@ W&B trouble is reported on stderr and never fails a trial.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kmnist.backends import Sweep, Ticket
-from kmnist.errors import UserError
-from kmnist.trainer.params import PARAMS
+from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.offline import sweep_dir
-from kmnist.backends.wandb.params import flatten
-from kmnist.backends.wandb.run import WandbRun
+from kmnist.backends.wandb.params import model_family
+from kmnist.backends.wandb.run import TrialRuns
 
 PROJECT = "kmnist-sweep"
 # The agent's statuses as W&B runs show them: an Optuna "stopped" trial was pruned.
 RUN_STATUS = {"stopped": "pruned"}
 
 
+def logged(sweep: Sweep, mode: str) -> Sweep:
+    """The sweep, wrapped to log every trial as a W&B run unless mode is off."""
+    if mode == "off":
+        return sweep
+    if mode == "online":
+        wandb_auth.require("use --wandb offline and `kmnist-sweep sync` later")
+    return WandbLoggedSweep(sweep, mode)
+
+
 class WandbLoggedSweep:
     def __init__(self, sweep: Sweep, mode: str = "offline", project: str = PROJECT) -> None:
-        self.sweep, self.mode, self.project = sweep, mode, project
+        self.sweep = sweep
         self.sweep_id = sweep.sweep_id
-        self.runs: dict[int, WandbRun] = {}
+        self.runs = TrialRuns(project=project, run_dir=sweep_dir(self.sweep_id), mode=mode)
 
-    def __getattr__(self, name: str) -> Any:  # trials, set_state, spec...: the sweep's own
+    def __getattr__(self, name: str) -> Any:  # trials, set_state, close, spec...: the sweep's
         return getattr(self.sweep, name)
 
     def next_trial(self) -> Ticket:
         ticket = self.sweep.next_trial()
-        try:
-            self.runs[ticket.number] = self._start(ticket)
-        except Exception as exc:  # logging is a mirror: the trial runs without it
-            _warn(f"trial {ticket.number}: no W&B run ({type(exc).__name__}: {exc})")
+        _mirror(ticket, "no W&B run", self._start, ticket)
         return ticket
 
-    def _start(self, ticket: Ticket) -> WandbRun:
-        model = str(_model(ticket.config))
-        run = WandbRun(
+    def _start(self, ticket: Ticket) -> None:
+        run = self.runs.start(
+            ticket,
             ticket.config,
-            self.project,
+            model_family(ticket.config),
             group=self.sweep_id,
-            tags=(model,),
-            job_type=model,
             name=f"{self.sweep_id}-trial-{ticket.number}",
-            run_dir=sweep_dir(self.sweep_id),
-            mode=self.mode,
         )
         run.run.summary.update({"trial": ticket.number, "retry_of": ticket.retry_of})
-        return run
 
     def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
-        run = self.runs.get(ticket.number)
-        if run is not None:
-            try:
-                run.report(epoch, metrics)
-            except Exception as exc:
-                _warn(f"trial {ticket.number}: W&B log failed ({type(exc).__name__}: {exc})")
+        _mirror(ticket, "W&B log failed", self.runs.report, ticket, epoch, metrics)
         return self.sweep.report(ticket, epoch, metrics)
 
     def finish(
@@ -75,21 +70,15 @@ class WandbLoggedSweep:
         reason: str = "",
     ) -> None:
         self.sweep.finish(ticket, status, summary, history, reason)
-        run = self.runs.pop(ticket.number, None)
-        if run is None:
-            return
-        try:
-            run.close(RUN_STATUS.get(status, status), summary, reason)
-        except Exception as exc:
-            _warn(f"trial {ticket.number}: W&B run not closed ({type(exc).__name__}: {exc})")
+        shown = RUN_STATUS.get(status, status)
+        _mirror(ticket, "W&B run not closed", self.runs.close, ticket, shown, summary, reason)
 
 
-def _model(config: Mapping[str, Any]) -> Any:
+def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> None:
+    """Call `fn`; W&B trouble is a warning: the mirror never fails the trial."""
     try:
-        return flatten(config).get("model", PARAMS["model"].default)
-    except UserError:
-        return PARAMS["model"].default
-
-
-def _warn(line: str) -> None:
-    print(f"warning: {line}", file=sys.stderr)
+        fn(*args)
+    except Exception as exc:
+        print(
+            f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})", file=sys.stderr
+        )

@@ -1,0 +1,96 @@
+"""Agent processes on this host: one per GPU (`agent --gpus`), or N on a sweep (`run`).
+
+Each child is `kmnist-sweep agent ...` run by this interpreter (no PATH lookup). Ctrl-C while
+waiting sends each child SIGTERM, so each ends its trial at its next epoch and queues it again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from kmnist.errors import UserError
+
+
+def gpu_ids(value: str) -> list[str] | None:
+    """`--gpus` as GPU ids: 'all' -> None (every GPU there is), '0,2' -> ['0', '2']."""
+    if value == "all":
+        return None
+    ids = [part.strip() for part in value.split(",")]
+    if not all(i.isdigit() for i in ids):
+        raise UserError(f"--gpus {value!r}: expected 'all' or GPU numbers such as 0,1")
+    return ids
+
+
+def local_devices(gpus: str | None) -> list[str]:
+    """The CUDA devices `--gpus` names here; none on a CPU-only host (it just uses the CPU)."""
+    if not gpus:
+        return []
+    ids = gpu_ids(gpus)  # checked first, so a typo is caught on a CPU host too
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    if ids is None:
+        ids = [str(i) for i in range(torch.cuda.device_count())]
+    return [f"cuda:{i}" for i in ids]
+
+
+def default_agents() -> int:
+    """One agent per GPU, or one on a CPU host."""
+    import torch
+
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kmnist.cli", *args]
+
+
+def start(commands: Sequence[list[str]], env: Mapping[str, str] | None = None) -> list:
+    return [subprocess.Popen(command, env=env) for command in commands]
+
+
+def per_gpu(devices: Sequence[str], argv: Sequence[str]) -> int:
+    """`argv` (an `agent` command line) once per device, pinned to it; the worst exit code."""
+    base = without_option(argv, "--gpus")
+    return wait_all(start([cli(*base, "--device", device) for device in devices]))
+
+
+def local_agents(sweep_id: str, agents: int, storage: str | None = None) -> list:
+    """`agents` quiet agent processes on the sweep, sharing this host's cores."""
+    threads = max(1, (os.cpu_count() or 1) // agents)  # oversubscribed cores thrash
+    command = cli("agent", sweep_id, "--quiet", "--threads", str(threads))
+    env = {**os.environ, **({"KMNIST_SWEEP_STORAGE": storage} if storage else {})}
+    return start([command] * agents, env)
+
+
+def without_option(argv: Sequence[str], name: str) -> list[str]:
+    """`argv` less `name VALUE` and `name=VALUE`."""
+    out, tokens = [], list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if token == name:
+            tokens = tokens[1:]
+        elif not token.startswith(f"{name}="):
+            out.append(token)
+    return out
+
+
+def terminate(procs: Sequence[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+
+
+def wait_all(procs: Sequence[subprocess.Popen]) -> int:
+    """Wait for every process (Ctrl-C: SIGTERM them, wait again); the worst exit code."""
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        terminate(procs)
+        codes = [p.wait() for p in procs]
+    return max(codes, default=0)

@@ -1,0 +1,40 @@
+"""Options several commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kmnist.agent.gpu_lease import LEASE_DIR_ENV, SHARE_ENV
+
+STORAGE = click.option(
+    "--storage",
+    envvar="KMNIST_SWEEP_STORAGE",
+    show_envvar=True,
+    help="Study storage: a journal file path, postgresql://..., redis://... "
+    "[default: a journal file in the user data dir].",
+)
+
+
+def lease_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--lease-dir` and `--gpu-share`, for `kmnist-sweep agent`."""
+    command = click.option(
+        "--gpu-share",
+        envvar=SHARE_ENV,
+        show_envvar=True,
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Agents per GPU under --lease-dir (1: one each; more agents than slots wait).",
+    )(command)
+    return click.option(
+        "--lease-dir",
+        envvar=LEASE_DIR_ENV,
+        show_envvar=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder shared by the host's agents: take a free GPU slot there (they spread "
+        "over the GPUs by themselves).",
+    )(command)
