@@ -92,9 +92,9 @@ def plan(
 
 def check_storage(storage: str | None) -> None:
     """A journal file on this host is not visible inside the containers."""
-    from kmnist.backends.optuna.storage import journal_path  # imports optuna: only when launching
+    from kmnist.backends import is_host_local  # imports optuna: only when launching
 
-    if storage and journal_path(storage) is not None:
+    if storage and is_host_local(storage):
         raise UserError(
             f"--storage {storage}: a journal file on this host is out of the containers' reach; "
             "use postgresql://... or redis://... (e.g. the compose `offline` profile's postgres)"

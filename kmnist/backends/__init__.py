@@ -148,3 +148,10 @@ def offline_runs(sweep_id: str, include_synced: bool = False) -> list[OfflineRun
     from kmnist.backends.wandb.offline import runs_to_sync
 
     return runs_to_sync(sweep_id, include_synced)
+
+
+def is_host_local(storage: str) -> bool:
+    """Whether a storage URL names a file on this host (a journal), not a server."""
+    from kmnist.backends.optuna.storage import journal_path
+
+    return journal_path(storage) is not None
