@@ -8,6 +8,7 @@ page opens offline.
 from __future__ import annotations
 
 import html
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import optuna
 import optuna.visualization as vis
 
 from kmnist.backends import TrialRecord
+from kmnist.errors import UserError
 from kmnist.results import leaderboard
 
 # (title, plot, whether it takes target_name: the axis then reads "val/accuracy", not "Objective")
@@ -31,7 +33,7 @@ PLOTS: list[tuple[str, Callable[..., object], bool]] = [
 def write(
     study: optuna.Study, records: list[TrialRecord], goal: str, metric: str, out_dir: Path
 ) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out_dir)  # before the plots: they take seconds on a big sweep
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no trials yet" is said on the page
     sections, include_js = [], True
     for title, plot, named in PLOTS:
@@ -51,8 +53,29 @@ def write(
         title=html.escape(study.study_name), table=_html_table(table), sections="\n".join(sections)
     )
     path = out_dir / f"{study.study_name}.html"
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the report {path}: {exc.strerror or exc}") from None
     return path
+
+
+def _writable_folder(out_dir: Path) -> None:
+    """UserError unless `out_dir` is, or can be made, a folder this process can write."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"report folder {out_dir} is a file: give --out a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot make the report folder {out_dir}: {exc.strerror or exc}; "
+            "give --out a folder you can write"
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write into the report folder {out_dir}: permission denied; "
+            "give --out a folder you can write"
+        )
 
 
 def _html_table(markdown: str) -> str:
