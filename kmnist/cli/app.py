@@ -88,10 +88,9 @@ def train(
     as_json: bool,
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
-    from kmnist.trainer import train as trainer
-
     config = resolve(parse_overrides(ctx.args))
     dataset = kdata.load(data_dir)
+    from kmnist.trainer import train as trainer  # torch: seconds, after the cheap checks
     wandb_run = None
     if use_wandb:
         from kmnist.backends.wandb.run import WandbRun
@@ -240,7 +239,7 @@ def verify(data_dir: Path | None) -> None:
 @data.command()
 @DATA_DIR
 @click.option("--val-fraction", default=0.1, show_default=True)
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 4_000_000_000))
 def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
     """Where the files are, their sums, and images per class in train/validation/test."""
     dataset = kdata.load(data_dir, download=False)

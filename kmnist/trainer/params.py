@@ -57,7 +57,7 @@ PARAMS: dict[str, Param] = dict(
             0,
             "seed for the split, initialisation, shuffling and augmentation",
             low=0,
-            high=2**32 - 1,  # numpy's seeds are >= 0; torch's end at 2^64
+            high=4_000_000_000,  # numpy's seeds are >= 0, torch's < 2^64; %g prints 4e9 exactly
         ),
         _p(
             "val_fraction",
