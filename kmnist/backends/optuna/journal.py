@@ -37,8 +37,11 @@ from kmnist.errors import StorageFault, UserError, first_line
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 OP_CODES = frozenset(op.value for op in JournalOperation)
-# "append": fsync every record (the default); "off": never (benchmarks only, see bench/).
+# When records are fsynced: "append", each one (the default: a power loss costs at most the
+# record being written); "trial", only those that create a study or set a trial's state;
+# "off", never. The other two are measured in bench/journal_sync.py, not offered to users.
 SYNC = "append"
+_TRIAL_ENDS = frozenset({JournalOperation.CREATE_STUDY, JournalOperation.SET_TRIAL_STATE_VALUES})
 _CHUNK = 1 << 16
 
 
@@ -127,7 +130,7 @@ class JournalFile(JournalFileBackend):
             end = self._repair(fd)
             try:
                 _write_all(fd, data.encode("utf-8"))
-                if self._sync == "append":
+                if self._must_sync(logs):
                     os.fsync(fd)
             except BaseException as exc:  # a full disk, or a signal between two writes
                 with suppress(OSError):
@@ -135,6 +138,11 @@ class JournalFile(JournalFileBackend):
                 if isinstance(exc, OSError):
                     raise self._fault(exc, "write") from None
                 raise
+
+    def _must_sync(self, logs: list[dict[str, Any]]) -> bool:
+        if self._sync == "trial":
+            return any(log.get("op_code") in _TRIAL_ENDS for log in logs)
+        return self._sync == "append"
 
     # -- torn last records -------------------------------------------------------------------
     def _repair_on_open(self) -> None:
