@@ -1,10 +1,18 @@
-"""The one error type users see: the CLI prints its message as one line and exits 2."""
+"""The error types users see: the CLI prints each message as one line and exits 2 or 1."""
 
 
 class UserError(Exception):
     """Bad input from the user or their environment (a file, an argument, missing data).
 
-    The message must say what is wrong, where, and how to fix it, in one line.
+    The message must say what is wrong, where, and how to fix it, in one line. Exit code 2.
+    """
+
+
+class StorageFault(Exception):
+    """The storage cannot take a write now (disk full, quota, I/O error); exit code 1.
+
+    Raised only after the failed write is undone: every record written before it is intact.
+    The message says so, in one line, and what to do.
     """
 
 

@@ -20,6 +20,7 @@ import pytest
 from kmnist.errors import UserError
 from kmnist.trainer import data
 from kmnist.trainer.data import DATA_DIR_ENV, MIRROR_ENV, DataError
+from kmnist.trainer.params import ConfigError
 
 NPZ = [name for name, _ in data.FILES["npz"].values()]
 IDX = [name for name, _ in data.FILES["idx"].values()]
@@ -466,6 +467,13 @@ def test_stratified_subset_all(real: data.Kmnist, size: int) -> None:
     assert np.array_equal(subset, np.arange(60000))
 
 
-@pytest.mark.parametrize("size", [1, 5, 15, 1005])
+@pytest.mark.parametrize("size", [10, 15, 1005])
 def test_stratified_subset_has_requested_size(real: data.Kmnist, size: int) -> None:
     assert len(data.stratified_subset(real.train_labels, size, 0)) == size
+
+
+@pytest.mark.parametrize("size", [1, 9])
+def test_stratified_subset_below_one_per_class_is_refused(real: data.Kmnist, size: int) -> None:
+    # Fewer images than classes cannot be class-balanced, and a trainer crashes on them.
+    with pytest.raises(ConfigError, match="at least 10"):
+        data.stratified_subset(real.train_labels, size, 0)

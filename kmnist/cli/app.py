@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kmnist.errors import UserError
+from kmnist.errors import StorageFault, UserError
 from kmnist.trainer import data as kdata
 from kmnist.trainer.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
 
@@ -23,7 +23,8 @@ err_console = Console(stderr=True)
 
 
 class Cli(click.Group):
-    """Bad input, from the command line or the library, as one line on stderr and exit code 2."""
+    """Bad input, from the command line or the library, as one line on stderr and exit code 2;
+    a storage that cannot take a write (disk full) as one line and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -33,11 +34,13 @@ class Cli(click.Group):
             _fail(f"{exc.format_message()} (see `{command} --help`)")
         except UserError as exc:
             _fail(str(exc))
+        except StorageFault as exc:
+            _fail(str(exc), code=1)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 2) -> None:
     err_console.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
-    sys.exit(2)
+    sys.exit(code)
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -85,10 +88,10 @@ def train(
     as_json: bool,
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
-    from kmnist.trainer import train as trainer
-
     config = resolve(parse_overrides(ctx.args))
     dataset = kdata.load(data_dir)
+    from kmnist.trainer import train as trainer  # torch: seconds, after the cheap checks
+
     wandb_run = _wandb_run(config, project) if use_wandb else None
     epochs = 1 if config["model"] == "knn" else config["epochs"]
     with _progress(quiet=as_json) as bar:
@@ -167,7 +170,9 @@ def _progress(quiet: bool) -> Progress:
         TimeElapsedColumn(),
         TextColumn("{task.fields[status]}"),
         console=err_console,
-        disable=quiet,
+        # On a terminal only: in a log a bar is one frozen line, and the line a script reads
+        # on stderr is the error, if any.
+        disable=quiet or not err_console.is_terminal,
     )
 
 
@@ -232,7 +237,7 @@ def verify(data_dir: Path | None) -> None:
 @data.command()
 @DATA_DIR
 @click.option("--val-fraction", default=0.1, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 4_000_000_000))
 def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
     """Where the files are, their sums, and images per class in train/validation/test."""
     dataset = kdata.load(data_dir, download=False)

@@ -7,23 +7,28 @@ offline.
 from __future__ import annotations
 
 import html
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist.backends import Plot, SweepInfo, TrialRecord
+from kmnist.errors import UserError
 from kmnist.results import leaderboard
 
 
 def write(
     info: SweepInfo, records: Sequence[TrialRecord], plots: Sequence[Plot], out_dir: Path
 ) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out_dir)  # before the plots: they take seconds on a big sweep
     table = leaderboard.render(records, info.goal, info.metric, "markdown")
     page = _PAGE.format(
         title=html.escape(info.sweep_id), table=_html_table(table), sections=_sections(plots)
     )
     path = out_dir / f"{info.sweep_id}.html"
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write the report {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -37,6 +42,24 @@ def _sections(plots: Sequence[Plot]) -> str:
         sections.append(plot.figure.to_html(full_html=False, include_plotlyjs=include_js))
         include_js = False  # plotly.js once, inline: the page needs no network
     return "\n".join(sections)
+
+
+def _writable_folder(out_dir: Path) -> None:
+    """UserError unless `out_dir` is, or can be made, a folder this process can write."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"report folder {out_dir} is a file: give --out a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(
+            f"cannot make the report folder {out_dir}: {exc.strerror or exc}; "
+            "give --out a folder you can write"
+        ) from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write into the report folder {out_dir}: permission denied; "
+            "give --out a folder you can write"
+        )
 
 
 def _html_table(markdown: str) -> str:

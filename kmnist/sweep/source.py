@@ -1,17 +1,31 @@
 """Read a sweep file as plain data, with the line of every key: safe_load loses them.
 
-The YAML is parsed twice: `yaml.compose` for positions (it builds nodes, runs no constructor) and
-`yaml.safe_load` for the data. Only safe tags construct; anything else is a problem, not code.
+The YAML is composed once into nodes (their marks give the lines), and the data is constructed
+from those nodes. Only safe tags construct; anything else is a problem, not code.
+
+Everything is bounded before it can cost much: the bytes read (a regular file of at most
+MAX_BYTES), the nesting depth, the nodes after alias expansion ("billion laughs" is refused
+at the first level that expands past MAX_NODES), and integers (64-bit, as W&B's server keeps
+them). A hostile file is one problem, found in milliseconds and a few MB of memory.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+MAX_BYTES = 256 * 1024  # sweep files are a few KiB; parsing this much takes ~0.2 s
+MAX_DEPTH = 64  # mappings and lists inside each other (16 nested parameter groups use 34)
+MAX_NODES = 10_000  # keys, values and items, each alias counted as the nodes it stands for
+INT_LIMIT = 2**63  # integers lie in [-2^63, 2^63)
+_INT_TEXT = 80  # longer integer literals are refused before Python converts them
 
 Path_ = tuple[str, ...]  # a key path such as ("parameters", "lr", "min"); list items as "[0]"
 
@@ -47,18 +61,130 @@ class Source:
 
 def read(path: Path) -> Source:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = _read_bounded(path)
+    except _Refused as exc:
+        return Source(problems=[Problem("", str(exc))])
+    except OSError as exc:
+        return Source(problems=[Problem("", f"cannot read the file: {exc.strerror or exc}")])
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Source(problems=[Problem("", f"not UTF-8 text ({exc.reason})")])
-    except OSError as exc:
-        return Source(problems=[Problem("", f"cannot read the file: {exc.strerror}")])
     return parse(text)
 
 
-def parse(text: str) -> Source:
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_BYTES of a regular file; a device, pipe or bigger file is refused."""
+    # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting forever.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise _Refused("a folder, not a sweep file")
+        if not stat.S_ISREG(info.st_mode):
+            raise _Refused(
+                "not a regular file (a device, pipe or socket): save the sweep to a file"
+            )
+        raw = b""
+        while len(raw) <= MAX_BYTES and (chunk := os.read(fd, MAX_BYTES + 1 - len(raw))):
+            raw += chunk
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        size = max(info.st_size, len(raw))
+        raise _Refused(
+            f"{size:,} bytes, over the {MAX_BYTES // 1024} KiB a sweep file may hold: "
+            "is this the right file?"
+        )
+    return raw
+
+
+class _Refused(Exception):
+    """A file or document over a bound; the message is the problem, `line` where it is."""
+
+    def __init__(self, message: str, mark: Any = None) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1 if mark is not None else 1
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's parser where PyYAML has it) whose integers are 64-bit."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > _INT_TEXT:  # before Python's int() spends time on it
+            raise _Refused(f"integer of {len(node.value)} digits: far too large", node.start_mark)
+        value = super().construct_yaml_int(node)
+        if not -INT_LIMIT <= value < INT_LIMIT:
+            raise _Refused(f"integer {node.value} is out of range: at most 2^63", node.start_mark)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_bounds(text: str) -> None:
+    """Refuse deep nesting, alias loops and alias blow-ups from the event stream, early.
+
+    The stream is read one event at a time and dropped at the first bound crossed, before any
+    node is built: a "billion laughs" stops at the alias that takes it over MAX_NODES, deep
+    nesting at level MAX_DEPTH + 1 (libyaml slows down quadratically with flow depth).
+    """
+    loader = _Loader(text)
+    open_nodes: list[list[Any]] = []  # [anchor, nodes so far] per collection being read
+    sizes: dict[str, int] = {}  # anchor -> nodes it stands for
+    total = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
+                if any(entry[0] == event.anchor for entry in open_nodes):
+                    raise _Refused(
+                        f"alias *{event.anchor} lies inside the node it names", event.start_mark
+                    )
+                size = sizes.get(event.anchor, 1)  # undefined: the composer says so
+            elif isinstance(event, yaml.CollectionStartEvent):
+                if len(open_nodes) >= MAX_DEPTH:
+                    raise _Refused(f"nested over {MAX_DEPTH} levels deep", event.start_mark)
+                open_nodes.append([event.anchor, 1])
+                size = 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                anchor, size = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = size
+                if open_nodes:
+                    open_nodes[-1][1] += size
+                continue  # its nodes were counted as they came
+            elif isinstance(event, yaml.ScalarEvent):
+                size = 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            else:
+                continue
+            if open_nodes and not isinstance(event, yaml.CollectionStartEvent):
+                open_nodes[-1][1] += size
+            total += size
+            if total > MAX_NODES:
+                raise _Refused(
+                    f"over {MAX_NODES:,} keys and values once its aliases are expanded",
+                    event.start_mark,
+                )
+    finally:
+        loader.dispose()
+
+
+def parse(text: str) -> Source:
+    if len(text) > MAX_BYTES:
+        return Source(problems=[Problem("", f"over the {MAX_BYTES // 1024} KiB a sweep may hold")])
+    try:
+        _check_bounds(text)
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except _Refused as exc:
+        return Source(problems=[Problem("", exc.args[0], exc.line)])
     except yaml.YAMLError as exc:
         return Source(problems=[_yaml_problem(exc)])
     source = Source(data=data)
@@ -89,6 +215,27 @@ def _walk(node: yaml.Node, path: Path_, source: Source) -> None:
 
 
 _TAG = re.compile(r"tag '([^']*)'")
+_EXPONENT = re.compile(r"^([-+]?)(\d*)(?:\.(\d*))?[eE]([-+]?)(\d+)$")
+
+
+def number_spelling(text: str, whole: bool = False) -> str | None:
+    """How to write `text` so YAML reads a number, if it is a number YAML reads as a string.
+
+    PyYAML (YAML 1.1) reads a float only with a dot in the mantissa and a sign in the
+    exponent: `1e-5`, `1e3` and `1.0e3` are strings, `1.0e-5` and `1.0e+3` are floats. With
+    `whole`, a whole number is spelled as the integer (`1e3` -> 1000).
+    """
+    match = _EXPONENT.match(text.strip())
+    if not match or not (match.group(2) or match.group(3)):
+        return None
+    sign, units, fraction, exp_sign, exponent = match.groups()
+    value = float(text)
+    if not math.isfinite(value):
+        return None
+    if whole and value.is_integer() and abs(value) < INT_LIMIT:
+        return str(int(value))
+    spelled = f"{sign}{units or '0'}.{fraction or '0'}e{exp_sign or '+'}{exponent}"
+    return spelled if isinstance(yaml.safe_load(spelled), float) else None
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> Problem:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from kmnist.sweep import distributions, grid
-from kmnist.sweep.source import Path_, Problem, Source, read
+from kmnist.sweep.source import Path_, Problem, Source, number_spelling, read
 from kmnist.sweep.spec import (
     DEPRECATED,
     DISTRIBUTIONS,
@@ -88,7 +88,6 @@ MACROS = (
 )
 _MACRO = re.compile(r"\$\{([^}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")  # W&B's schema for parameter names
-_NUMBER_TEXT = re.compile(r"^[-+]?(\d+)(?:\.(\d*))?[eE][-+]?\d+$")
 # What the trainer logs: per epoch, then in its summary. Never the test set as an objective.
 TRAINER_METRICS = (
     "val/accuracy",
@@ -159,10 +158,10 @@ def _is_integer(value: Any) -> bool:
 def _expected_number(value: Any, what: str = "a number") -> str:
     """'expected a number, got ...', with the fix for PyYAML's `1e-5`-is-a-string pitfall."""
     text = f"expected {what}, got {_show(value)}"
-    if isinstance(value, str) and (match := _NUMBER_TEXT.match(value.strip())):
-        fixed = value.strip().replace(match.group(1), match.group(1) + ".0", 1)
-        if match.group(2) is None:
-            return f"{text}: YAML reads {value} as a string; write {fixed}"
+    whole = "whole" in what or "integer" in what
+    fixed = number_spelling(value, whole) if isinstance(value, str) else None
+    if fixed:
+        return f"{text}: YAML reads {value.strip()} as a string; write {fixed}"
     return text
 
 
@@ -201,7 +200,7 @@ class Checker:
         if "command" in data:
             self.command(data["command"])
         if "run_cap" in data and not (_is_integer(data["run_cap"]) and data["run_cap"] > 0):
-            self.add(("run_cap",), f"expected a whole number > 0, got {_show(data['run_cap'])}")
+            self.add(("run_cap",), _expected_number(data["run_cap"], "a whole number > 0"))
         if "controller" in data:
             self.controller(data["controller"])
         self.objectives(data)
@@ -539,6 +538,14 @@ class Checker:
         if continuous or not complete:
             return
         points = grid.size(parameters)
+        if points > grid.MAX_POINTS:  # what an engine can list, whatever run_cap says
+            self.add(
+                ("parameters",),
+                f"the grid has {grid.shown(points)} points, over the {grid.MAX_POINTS:,} "
+                "an engine can list (grid search enumerates every point, with or without "
+                "run_cap): narrow it, or use method: random",
+            )
+            return
         bounded = _is_integer(run_cap) and run_cap <= grid.LIMIT
         if points > grid.LIMIT and not bounded:
             self.add(
@@ -651,7 +658,7 @@ def summary(spec: SweepSpec) -> str:
     searched = sum(not isinstance(p, Constant) for _, p in leaves_)
     metric = f"{spec.metric.name} ({spec.metric.goal})" if spec.metric else "no metric"
     if all(grid.is_discrete(p) for _, p in leaves_):
-        space = f"{grid.size(spec.parameters):,} points"
+        space = f"{grid.shown(grid.size(spec.parameters))} points"
     else:
         space = "continuous"
     parts = [

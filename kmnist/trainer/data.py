@@ -24,6 +24,7 @@ import numpy as np
 import platformdirs
 
 from kmnist.errors import UserError
+from kmnist.trainer.params import ConfigError
 
 OFFICIAL_BASE_URL = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 MIRROR_ENV = "KMNIST_MIRROR"  # base URL of a mirror (http://, https:// or file://)
@@ -69,16 +70,32 @@ class Kmnist:
 
 def data_folder(data_dir: str | os.PathLike | None = None) -> Path:
     """Where the files live: `data_dir`, else $KMNIST_DATA_DIR, else the user cache dir."""
+    named = f"--data-dir {data_dir}" if data_dir else None
+    if not named and os.environ.get(DATA_DIR_ENV):
+        named = f"{DATA_DIR_ENV}={os.environ[DATA_DIR_ENV]}"
     chosen = data_dir or os.environ.get(DATA_DIR_ENV) or platformdirs.user_cache_dir("kmnist-sweep")
-    return Path(chosen).expanduser()
+    folder = Path(chosen).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise DataError(
+            f"{named or folder} is a file, not a folder: "
+            "point it at the folder holding the KMNIST files"
+        )
+    return folder
 
 
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
+
+
+def _unreadable(path: Path, exc: OSError) -> DataError:
+    return DataError(f"cannot read {path}: {exc.strerror or exc}; make it readable, or {FIX_HINT}")
 
 
 def verify_folder(folder: Path, fmt: str) -> list[str]:
@@ -123,7 +140,12 @@ def load(data_dir: str | os.PathLike | None = None, download: bool = True) -> Km
 @lru_cache(maxsize=2)
 def _read(folder: Path, fmt: str) -> Kmnist:
     read = _read_npz if fmt == "npz" else _read_idx
-    arrays = {key: read(folder / name) for key, (name, _) in FILES[fmt].items()}
+    arrays = {}
+    for key, (name, _) in FILES[fmt].items():
+        try:
+            arrays[key] = read(folder / name)
+        except OSError as exc:  # checked a moment ago: replaced or made unreadable since
+            raise _unreadable(folder / name, exc) from None
     return Kmnist(
         arrays["train", "images"],
         arrays["train", "labels"],
@@ -148,7 +170,12 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def fetch(folder: Path, retries: int = 3, progress: bool = True) -> Path:
     """Download the npz files missing or corrupt in `folder`; every file md5-checked."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot make the data folder {folder}: {exc.strerror or exc}; {FIX_HINT}"
+        ) from None
     base = os.environ.get(MIRROR_ENV) or OFFICIAL_BASE_URL
     for name, expected in FILES["npz"].values():
         target = folder / name
@@ -215,6 +242,12 @@ def stratified_split(
 
 def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Indices of a seeded, class-balanced subset of exactly `size` items (all when size is 0)."""
+    classes = len(np.unique(labels))
+    if 0 < size < classes:
+        raise ConfigError(
+            f"parameter 'train_size': expected 0 (all images) or at least {classes} "
+            f"(one image per class), got {size}"
+        )
     if size <= 0 or size >= len(labels):
         return np.arange(len(labels))
     return _split(labels, size, seed)[1]

@@ -51,7 +51,14 @@ def _p(name: str, type_: type, default: Any, help_: str, **kw: Any) -> tuple[str
 PARAMS: dict[str, Param] = dict(
     [
         _p("model", str, "cnn", "model family", choices=ALL_MODELS),
-        _p("seed", int, 0, "seed for the split, initialisation, shuffling and augmentation"),
+        _p(
+            "seed",
+            int,
+            0,
+            "seed for the split, initialisation, shuffling and augmentation",
+            low=0,
+            high=4_000_000_000,  # numpy's seeds are >= 0, torch's < 2^64; %g prints 4e9 exactly
+        ),
         _p(
             "val_fraction",
             float,
@@ -64,8 +71,8 @@ PARAMS: dict[str, Param] = dict(
             "train_size",
             int,
             0,
-            "train on a stratified subset of this many images (0 = all)",
-            low=0,
+            "train on a stratified subset of this many images (0 = all; else >= 10, one per class)",
+            low=0,  # 1..9 are refused where the classes are known (data.stratified_subset)
         ),
         _p(
             "precision",

@@ -39,7 +39,7 @@ from kmnist.backends.optuna.storage import (
     storage_url,
 )
 from kmnist.backends.optuna.trial_locks import TrialLocks
-from kmnist.errors import UserError
+from kmnist.errors import StorageFault, UserError
 from kmnist.sweep import SweepSpec
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
@@ -126,11 +126,14 @@ class OptunaSweep:
         self.locks = TrialLocks(Path(f"{folder}.locks") / sweep_id) if folder else None
         self.lock_grace: float = GRACE_SECONDS  # running this long with no lock: owner gone
         self._heartbeats: dict[int, threading.Event] = {}
+        self._fault: StorageFault | None = None  # a write that failed mid-trial (disk full)
 
     # -- handing out trials ------------------------------------------------------------------
     def next_trial(self) -> Ticket:
         self.reap_dead_trials()
         self._check_open()
+        if self.locks:
+            self.locks.check_writable()  # before a trial exists that could not be locked
         trial = self.study.ask()
         # Claimed at once: until its lock or first heartbeat exists, a trial whose agent dies
         # is invisible to a heartbeat reaper and waits out the grace period for a lock reaper.
@@ -186,7 +189,11 @@ class OptunaSweep:
         value = metrics.get(self.spec.metric.name) if self.spec.metric else None
         if value is None:
             return False
-        ticket.handle.report(float(value), step=epoch)
+        try:
+            ticket.handle.report(float(value), step=epoch)
+        except StorageFault as fault:
+            self._fault = fault  # stop the trial here; `finish` raises it, writing nothing
+            return True
         return ticket.handle.should_prune()
 
     def finish(
@@ -197,6 +204,10 @@ class OptunaSweep:
         history: list[dict[str, float]],
         reason: str = "",
     ) -> None:
+        if self._fault:
+            # The storage is full: the trial stays running, its lock is dropped as this agent
+            # exits, and the next agent fails it and queues it to run again.
+            raise self._fault
         trial = ticket.handle
         trial.set_user_attr("summary", dict(summary))
         trial.set_user_attr("history", history)

@@ -1,7 +1,8 @@
 """Where Optuna studies live: one URL, resolved to an Optuna storage.
 
 - no URL: a journal file under the user's data dir (many agents on one host, no server);
-- a path or `file:` URL: a journal file there;
+- a path or `file:` URL: a journal file there (`journal.py`: torn records repaired, full disks
+  handled, every record fsynced);
 - `postgresql://...` (or any SQLAlchemy URL, e.g. `mysql://`, `sqlite:///`): Optuna's RDB
   storage, with heartbeats so a trial whose host died is failed and run again;
 - `redis://...`: the journal on Redis.
@@ -26,9 +27,10 @@ from optuna.storages import (
     RDBStorage,
     RetryHeartbeatStaleTrialCallback,
 )
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalRedisBackend
+from optuna.storages.journal import JournalRedisBackend
 
-from kmnist.errors import UserError, first_line
+from kmnist.backends.optuna.journal import NO_SPACE, CheckedJournalStorage, JournalFile
+from kmnist.errors import StorageFault, UserError, first_line
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -79,8 +81,7 @@ def open_storage(url: str | None = None) -> BaseStorage:
     try:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            lock = JournalFileOpenLock(str(path))  # O_EXCL lock files work on any filesystem
-            return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+            return CheckedJournalStorage(JournalFile(path))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme == "redis":
             return JournalStorage(JournalRedisBackend(url))
@@ -102,6 +103,8 @@ def open_storage(url: str | None = None) -> BaseStorage:
         sqlalchemy.exc.SQLAlchemyError,  # the database is down, refuses us, or is not there
     ) as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)  # the driver's own message
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            raise StorageFault(f"cannot create sweep storage {mask(url)}: {reason}") from None
         raise UserError(f"cannot open sweep storage {mask(url)}: {reason}") from None
     raise UserError(
         f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."

@@ -8,26 +8,55 @@ is its crash detection.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
+
+from kmnist.errors import StorageFault, UserError
 
 
 class TrialLocks:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.held: dict[int, int] = {}  # trial number -> file descriptor
+        self._writable = False
+
+    def check_writable(self) -> None:
+        """UserError (or StorageFault, disk full) unless lock files can be made here; once."""
+        if self._writable:
+            return
+        probe = self.folder / f".probe.{os.getpid()}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(probe, os.O_RDWR | os.O_CREAT, 0o644))
+            probe.unlink()
+        except OSError as exc:
+            raise self._fault(exc) from None
+        self._writable = True
 
     def hold(self, number: int) -> None:
         """Take the lock of a trial this agent now runs."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         # Locked before it appears under its name: a reaper never finds the file of a live
         # owner unlocked (it would fail the trial), nor holds it while the owner locks it.
         staging = self.folder / f".{number}.{os.getpid()}"
-        fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: nobody else holds it
-        staging.rename(self._path(number))
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(staging, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh file: nobody else holds it
+            staging.rename(self._path(number))
+        except OSError as exc:
+            raise self._fault(exc) from None
         self.held[number] = fd
+
+    def _fault(self, exc: OSError) -> Exception:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFault(f"cannot write trial lock files in {self.folder}: {reason}")
+        return UserError(
+            f"cannot write trial lock files in {self.folder}: {reason}; agents on this storage "
+            "need that folder writable (it lies beside the journal file)"
+        )
 
     def release(self, number: int) -> None:
         fd = self.held.pop(number, None)

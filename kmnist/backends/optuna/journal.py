@@ -1,0 +1,292 @@
+"""The journal file: Optuna's JournalFileBackend, safe against torn writes and full disks.
+
+Optuna's journal is one JSON record per line, appended under a lock file. A write cut short (a
+full disk, a quota, power loss, a crash between two `write` calls) leaves a last line with no
+line end; Optuna then glues the next record onto it, and from then on every reader fails with a
+decode error. Here:
+
+- an append takes the journal's lock, drops a torn last line it finds there (under the lock
+  only a writer that died can have left one), writes its record, fsyncs it, and, if the write
+  fails, truncates the file back to where it was: a failed write leaves nothing behind;
+- opening a journal whose last line is torn repairs it under the same lock and says so on
+  stderr, so a concurrent writer is never cut;
+- a line in the journal that is not one of Optuna's records is a UserError naming the line:
+  nothing is rewritten, and the records before it are shown to be intact.
+
+Durability: each record is fsynced before its append returns, so a power loss can lose only
+the record being written, never one that was acknowledged (measured in BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal._storage import JournalOperation
+
+from kmnist.errors import StorageFault, UserError, first_line
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+OP_CODES = frozenset(op.value for op in JournalOperation)
+# When records are fsynced: "append", each one (the default: a power loss costs at most the
+# record being written); "trial", only those that create a study or set a trial's state;
+# "off", never. The other two are measured in bench/journal_sync.py, not offered to users.
+SYNC = "append"
+_TRIAL_ENDS = frozenset({JournalOperation.CREATE_STUDY, JournalOperation.SET_TRIAL_STATE_VALUES})
+_CHUNK = 1 << 16
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class CorruptJournal(UserError):
+    def __init__(self, path: Path, line: int, why: str) -> None:
+        kept = (
+            f"the {line - 1} records before it are intact: keep them with "
+            f"`head -n {line - 1} {path} > {path}.kept` and use that file, or restore a backup"
+            if line > 1
+            else "restore a backup, or move the file away to start a new storage"
+        )
+        super().__init__(f"sweep storage {path}: line {line} is {why}; {kept}")
+
+
+class JournalFile(JournalFileBackend):
+    """A journal file that repairs a torn last record and never leaves a partial one."""
+
+    def __init__(self, path: Path, say: Callable[[str], None] = _stderr) -> None:
+        if path.is_dir():
+            raise UserError(
+                f"sweep storage {path} is a folder: give a journal file, "
+                f"such as {path / 'sweeps.journal'}"
+            )
+        self.path, self._say, self._sync = path, say, SYNC
+        created = not path.exists()
+        try:
+            # Creates the file when missing; O_EXCL lock files work on any filesystem.
+            super().__init__(str(path), lock_obj=JournalFileOpenLock(str(path)))
+            if created:
+                _fsync_folder(path.parent)  # the new file's name is durable too
+        except OSError as exc:
+            raise self._fault(exc, "create") from None
+        self._repair_on_open()
+
+    # -- reading -----------------------------------------------------------------------------
+    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        """Optuna's reader (offsets cached per line), with a named line for a bad record.
+
+        A last line with no line end is a record still being written, or a torn one that the
+        next writer drops: it is not read now.
+        """
+        try:
+            f = open(self._file_path, "rb")  # noqa: SIM115 - closed below, in the generator
+        except OSError as exc:
+            raise self._fault(exc, "read") from None
+        with f:
+            # Only what the file held when we started: another process may be appending.
+            remaining = os.fstat(f.fileno()).st_size
+            start = 0
+            if log_number_from in self._log_number_offset:
+                f.seek(self._log_number_offset[log_number_from])
+                start = log_number_from
+                remaining -= self._log_number_offset[log_number_from]
+            for number, line in enumerate(f, start=start):
+                remaining -= len(line)
+                if remaining < 0 or not line.endswith(b"\n"):
+                    return
+                self._log_number_offset.setdefault(
+                    number + 1, self._log_number_offset[number] + len(line)
+                )
+                if number >= log_number_from:
+                    yield self._record(line, number + 1)
+
+    def _record(self, line: bytes, number: int) -> dict[str, Any]:
+        try:
+            record = json.loads(line)
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise CorruptJournal(
+                self.path, number, f"not a JSON record ({first_line(exc)})"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("worker_id"), str):
+            raise CorruptJournal(self.path, number, "not an Optuna journal record")
+        if record.get("op_code") not in OP_CODES:
+            why = f"a record of unknown kind (op_code {record.get('op_code')!r})"
+            raise CorruptJournal(self.path, number, why)
+        return record
+
+    # -- writing -----------------------------------------------------------------------------
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        with self._locked(), self._opened() as fd:
+            end = self._repair(fd)
+            try:
+                _write_all(fd, data.encode("utf-8"))
+                if self._must_sync(logs):
+                    os.fsync(fd)
+            except BaseException as exc:  # a full disk, or a signal between two writes
+                with suppress(OSError):
+                    os.ftruncate(fd, end)  # no partial record stays behind
+                if isinstance(exc, OSError):
+                    raise self._fault(exc, "write") from None
+                raise
+
+    def _must_sync(self, logs: list[dict[str, Any]]) -> bool:
+        if self._sync == "trial":
+            return any(log.get("op_code") in _TRIAL_ENDS for log in logs)
+        return self._sync == "append"
+
+    # -- torn last records -------------------------------------------------------------------
+    def _repair_on_open(self) -> None:
+        try:
+            whole = _ends_whole(self.path)
+        except OSError as exc:
+            raise self._fault(exc, "read") from None
+        if whole:
+            return
+        try:
+            with self._locked(), self._opened() as fd:
+                self._repair(fd)
+        except UserError:  # read-only: readers skip the torn line; only writers need it gone
+            self._say(
+                f"note: sweep storage {self.path} ends in a torn record that cannot be "
+                "removed here (read-only); it is ignored"
+            )
+
+    def _repair(self, fd: int) -> int:
+        """Drop the torn last line, or end a whole last record; the size after. Under lock."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        start = _last_line_start(fd, size)
+        tail = os.pread(fd, size - start, start)
+        if _is_record(tail):  # only its line end was lost
+            _write_all(fd, b"\n")
+            end, what = size + 1, "ended its last record, which had lost its line end"
+        else:
+            os.ftruncate(fd, start)
+            end = start
+            what = (
+                f"dropped its torn last record ({size - start} bytes, left by an interrupted "
+                "write); every record before it is intact"
+            )
+        os.fsync(fd)
+        self._say(f"note: repaired sweep storage {self.path}: {what}")
+        return end
+
+    # -- locks, files and errors -------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise self._fault(exc, "lock") from None
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _opened(self) -> Iterator[int]:
+        try:
+            fd = os.open(self._file_path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise self._fault(exc, "write") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _fault(self, exc: OSError, doing: str) -> Exception:
+        """An OSError as the one-line error a user sees: StorageFault (exit 1) or UserError."""
+        reason = exc.strerror or first_line(exc)
+        target = f"{self.path}.lock" if doing == "lock" else self.path
+        if exc.errno in NO_SPACE:
+            return StorageFault(
+                f"cannot write sweep storage {self.path}: {reason}; every record before this "
+                "write is intact: free space and run the command again (an agent's unfinished "
+                "trial is run again)"
+            )
+        if exc.errno in NOT_WRITABLE:
+            return UserError(
+                f"cannot {doing} sweep storage {target}: {reason}; make it and its folder "
+                "writable, or give --storage a journal path you can write"
+            )
+        if doing in ("read", "create"):
+            return UserError(f"cannot {doing} sweep storage {target}: {reason}")
+        return StorageFault(
+            f"cannot write sweep storage {self.path}: {reason}; every record before this "
+            "write is intact"
+        )
+
+
+class CheckedJournalStorage(JournalStorage):
+    """JournalStorage that names the line of a record it cannot replay.
+
+    Optuna replays every record into memory; one another process wrote that does not fit
+    (a field missing or of the wrong type) would raise KeyError or ValueError from deep inside.
+    Records this process wrote keep Optuna's own errors: they are how it answers this worker
+    (a study name taken, a trial already finished).
+    """
+
+    def _sync_with_backend(self) -> None:  # Optuna 5.0's, one record at a time
+        replay = self._replay_result
+        backend = self._backend
+        for record in backend.read_logs(replay.log_number_read):
+            try:
+                replay.apply_logs([record])
+            except Exception as exc:
+                mine = str(record.get("worker_id", "")).startswith(self._worker_id_prefix)
+                if mine or not isinstance(backend, JournalFile):
+                    raise
+                why = f"a record that cannot be replayed ({type(exc).__name__}: {first_line(exc)})"
+                raise CorruptJournal(backend.path, replay.log_number_read, why) from None
+
+
+def _ends_whole(path: Path) -> bool:
+    """True if the file is empty or ends with a line end (read without the lock)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        return size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n"
+
+
+def _last_line_start(fd: int, size: int) -> int:
+    """Offset just after the last line end in the file, or 0."""
+    end = size
+    while end > 0:
+        begin = max(0, end - _CHUNK)
+        found = os.pread(fd, end - begin, begin).rfind(b"\n")
+        if found >= 0:
+            return begin + found + 1
+        end = begin
+    return 0
+
+
+def _is_record(tail: bytes) -> bool:
+    try:
+        record = json.loads(tail)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("op_code") in OP_CODES
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
