@@ -147,7 +147,7 @@ def test_unknown_key_without_close_match_has_no_suggestion() -> None:
     ("key", "value", "choices"),
     [
         ("optimizer", "rmsprop", "adam, adamw, sgd, adadelta"),
-        ("model", "resnet", "knn, cnn, deep_cnn"),
+        ("model", "vit", "knn, cnn, deep_cnn, resnet"),
         ("schedule", "Cosine", "none, cosine, onecycle"),
         ("precision", "fp16", "auto, fp32, bf16"),
     ],

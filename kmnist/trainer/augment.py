@@ -1,6 +1,8 @@
-"""Batched augmentation on the device: random affine (shift, rotation, zoom) and erasing.
+"""Batched augmentation on the device: whole-pixel shifts, random affine (shift, rotation,
+zoom), erasing, and batch mixing (mixup, cutmix) with soft labels.
 
-One call transforms a whole batch with tensor ops; nothing runs per sample on the host.
+One call transforms a whole batch with tensor ops; nothing runs per sample on the host. No
+flips: characters are not mirror-symmetric.
 """
 
 from __future__ import annotations
@@ -8,17 +10,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
 def is_enabled(config: dict[str, Any]) -> bool:
-    keys = ("aug_translate", "aug_rotate", "aug_scale", "aug_erasing")
+    keys = ("aug_shift", "aug_translate", "aug_rotate", "aug_scale", "aug_erasing")
     return any(config[key] > 0 for key in keys)
 
 
 def augment(images: torch.Tensor, config: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
     """`images` (n, 1, h, w) transformed as `config`'s aug_* knobs ask."""
+    if config["aug_shift"]:
+        images = random_shift(images, config["aug_shift"], gen)
     if config["aug_translate"] or config["aug_rotate"] or config["aug_scale"]:
         images = random_affine(
             images, config["aug_translate"], config["aug_rotate"], config["aug_scale"], gen
@@ -72,3 +77,68 @@ def random_erasing(
     in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
     box = in_rows[:, :, None] & in_cols[:, None, :] & (rand() < probability)[:, None, None]
     return images.masked_fill(box[:, None], 0.0)
+
+
+def shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """`images` moved down `dy` and right `dx` whole pixels; what comes in is zero (background)."""
+    h, w = images.shape[-2:]
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top : top + h, left : left + w]
+
+
+def random_shift(images: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:
+    """Each image moved by its own whole-pixel offset in [-pixels, pixels]^2: crisp, no blur."""
+    n, _, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, (pixels,) * 4)
+    dy, dx = torch.randint(0, 2 * pixels + 1, (2, n, 1), generator=gen, device=device)
+    rows = (dy + torch.arange(h, device=device))[:, None, :, None]  # n, 1, h, 1
+    cols = (dx + torch.arange(w, device=device))[:, None, None, :]  # n, 1, 1, w
+    picked = padded.gather(2, rows.expand(-1, padded.shape[1], -1, padded.shape[3]))
+    return picked.gather(3, cols.expand(-1, picked.shape[1], h, -1))
+
+
+def mix(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: dict[str, Any],
+    gen: torch.Generator,
+    rng: np.random.Generator,
+    n_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup, cutmix or neither for this batch, as the config's shares say.
+
+    Returns the images and the targets: `labels` as they are when the batch is not mixed, else
+    soft labels (n, n_classes) whose rows sum to 1. The per-batch draws (which one, the weight,
+    the box) come from the host generator `rng`, so no device value is read back.
+    """
+    choice = rng.random()
+    use_mixup = config["mixup_alpha"] > 0 and choice < config["mixup_prob"]
+    cut_share = config["cutmix_prob"] + (config["mixup_prob"] if config["mixup_alpha"] > 0 else 0)
+    use_cutmix = not use_mixup and config["cutmix_alpha"] > 0 and choice < cut_share
+    if not (use_mixup or use_cutmix):
+        return images, labels
+    perm = torch.randperm(len(images), generator=gen, device=images.device)
+    if use_mixup:
+        lam = float(rng.beta(config["mixup_alpha"], config["mixup_alpha"]))
+        images = images.lerp(images[perm], 1 - lam)
+    else:
+        images, lam = _paste_box(images, perm, float(rng.beta(*[config["cutmix_alpha"]] * 2)), rng)
+    onehot = F.one_hot(labels, n_classes).to(images.dtype)
+    return images, onehot.lerp(onehot[perm], 1 - lam)
+
+
+def _paste_box(
+    images: torch.Tensor, perm: torch.Tensor, lam: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, float]:
+    """Cutmix: one box of about (1 - lam) of the area, at a random centre, from the permuted
+    batch; returns the images and the share of each image that is still its own."""
+    h, w = images.shape[-2:]
+    cut = math.sqrt(1 - lam)
+    cy, cx = rng.integers(h), rng.integers(w)
+    top, bottom = max(cy - round(h * cut / 2), 0), min(cy + round(h * cut / 2), h)
+    left, right = max(cx - round(w * cut / 2), 0), min(cx + round(w * cut / 2), w)
+    out = images.clone()
+    out[..., top:bottom, left:right] = images[perm, :, top:bottom, left:right]
+    return out, 1 - (bottom - top) * (right - left) / (h * w)

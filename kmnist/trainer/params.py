@@ -14,7 +14,7 @@ from typing import Any
 
 from kmnist.errors import UserError
 
-NETWORKS = ("cnn", "deep_cnn")
+NETWORKS = ("cnn", "deep_cnn", "resnet")
 ALL_MODELS = ("knn", *NETWORKS)
 
 
@@ -140,16 +140,53 @@ PARAMS: dict[str, Param] = dict(
             low=1,
             high=5,
         ),
-        _p("width", int, 32, "channels of the first block", models=("deep_cnn",), low=1),
+        _p(
+            "width",
+            int,
+            32,
+            "channels of the first block (deep_cnn) or of the stem (resnet)",
+            models=("deep_cnn", "resnet"),
+            low=1,
+            high=1024,
+        ),
         _p("batch_norm", bool, True, "batch normalisation after each conv", models=("deep_cnn",)),
         _p(
             "dropout",
             float,
             0.2,
             "dropout before the classifier",
-            models=("deep_cnn",),
+            models=("deep_cnn", "resnet"),
             low=0,
             high=0.95,
+        ),
+        # pre-activation residual network (kmnist/trainer/models/resnet.py)
+        _p(
+            "stages",
+            int,
+            3,
+            "stages after the stem, each widening and halving the resolution",
+            models=("resnet",),
+            low=1,
+            high=4,
+        ),
+        _p("blocks", int, 1, "residual blocks per stage", models=("resnet",), low=0, high=6),
+        _p(
+            "width_growth",
+            float,
+            2.0,
+            "channel multiplier from one stage to the next",
+            models=("resnet",),
+            low=1,
+            high=4,
+        ),
+        _p(
+            "se_ratio",
+            float,
+            0.0,
+            "squeeze-excitation in each block, hidden units per channel (0 = off)",
+            models=("resnet",),
+            low=0,
+            high=1,
         ),
         # optimisation, for both networks
         _p(
@@ -220,6 +257,57 @@ PARAMS: dict[str, Param] = dict(
             low=0,
             high=1,
         ),
+        _p(
+            "aug_shift",
+            int,
+            0,
+            "random shift by whole pixels, up to this many each way (no interpolation)",
+            models=NETWORKS,
+            low=0,
+            high=8,
+        ),
+        # batch mixing: each batch gets mixup, cutmix or neither, never both
+        _p(
+            "mixup_alpha",
+            float,
+            0.0,
+            "mixup: images and labels blended, weight ~ Beta(alpha, alpha) (0 = off)",
+            models=NETWORKS,
+            low=0,
+            high=10,
+        ),
+        _p("mixup_prob", float, 1.0, "share of batches mixed up", models=NETWORKS, low=0, high=1),
+        _p(
+            "cutmix_alpha",
+            float,
+            0.0,
+            "cutmix: a box pasted from another image, area ~ Beta(alpha, alpha) (0 = off)",
+            models=NETWORKS,
+            low=0,
+            high=10,
+        ),
+        _p("cutmix_prob", float, 1.0, "share of batches cut-mixed", models=NETWORKS, low=0, high=1),
+        # evaluation
+        _p(
+            "ema",
+            float,
+            0.0,
+            "decay of an exponential moving average of the weights, "
+            "which is then what is evaluated (0 = off)",
+            models=NETWORKS,
+            low=0,
+            high=0.99999,
+        ),
+        _p(
+            "tta",
+            int,
+            0,
+            "test-time augmentation: predictions averaged over this many 1-pixel shifts "
+            "besides the image itself (0 = off)",
+            models=NETWORKS,
+            low=0,
+            high=8,
+        ),
     ]
 )
 
@@ -240,7 +328,21 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
         if key not in PARAMS:
             raise ConfigError(unknown_key_message(key))
         config[key] = coerce(PARAMS[key], value)
+    _check_mixing(config)
     return config
+
+
+def _check_mixing(config: Mapping[str, Any]) -> None:
+    """A batch gets at most one of mixup and cutmix, so their shares cannot exceed 1 together."""
+    if not (config["mixup_alpha"] > 0 and config["cutmix_alpha"] > 0):
+        return
+    total = config["mixup_prob"] + config["cutmix_prob"]
+    if total > 1 + 1e-9:
+        raise ConfigError(
+            f"mixup_prob + cutmix_prob is {total:g} with both mixup_alpha and cutmix_alpha on: "
+            "each batch gets at most one of them, so set the two shares to sum to at most 1 "
+            "(e.g. --mixup_prob=0.5 --cutmix_prob=0.5)"
+        )
 
 
 def relevant(config: Mapping[str, Any]) -> dict[str, Any]:

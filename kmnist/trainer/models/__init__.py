@@ -4,14 +4,15 @@ from typing import Any
 
 from torch import nn
 
-from kmnist.trainer.models.cnn import deep_cnn, starter_cnn
+from kmnist.trainer.models.cnn import N_CLASSES, deep_cnn, starter_cnn
 from kmnist.trainer.models.knn import KNNClassifier
+from kmnist.trainer.models.resnet import resnet
 
-NETWORK_BUILDERS = {"cnn": starter_cnn, "deep_cnn": deep_cnn}
+NETWORK_BUILDERS = {"cnn": starter_cnn, "deep_cnn": deep_cnn, "resnet": resnet}
 
 
 def build_network(config: dict[str, Any]) -> nn.Module:
     return NETWORK_BUILDERS[config["model"]](config)
 
 
-__all__ = ["NETWORK_BUILDERS", "KNNClassifier", "build_network"]
+__all__ = ["NETWORK_BUILDERS", "N_CLASSES", "KNNClassifier", "build_network"]
