@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Reporter(Protocol):
@@ -23,3 +23,6 @@ class TrialResult:
     summary: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     reason: str = ""  # why it failed
+    # Weights and class probabilities (kmnist.trainer.artifacts.TrialOutputs): the agent may
+    # keep them on disk; they are never sent to a sweep engine.
+    outputs: Any = None

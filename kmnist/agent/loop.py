@@ -62,11 +62,13 @@ class Agent:
         max_failures: int = 5,
         data: kdata.Kmnist | None = None,
         on_trial: Callable[[Ticket, TrialResult], None] | None = None,
+        keep: Callable[[Ticket, TrialResult], None] | None = None,
     ) -> None:
         self.sweep, self.device, self.count = sweep, device, count
         self.max_failures = max_failures
         self.data = data
         self.on_trial = on_trial
+        self.keep = keep  # stores a trial's outputs before its result is sent
         self.stopping = False
         self.stopped_by: int | None = None  # the signal that is ending the agent
 
@@ -125,6 +127,8 @@ class Agent:
             result = self._train(ticket)
         if self.stopping and result.status == "stopped":
             result.status, result.reason = "interrupted", "agent interrupted"
+        if self.keep:
+            self.keep(ticket, result)
         self.sweep.finish(ticket, result.status, result.summary, result.history, result.reason)
         if self.on_trial:
             self.on_trial(ticket, result)

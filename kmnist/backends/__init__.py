@@ -6,8 +6,10 @@ Backends see configs and metrics as plain data; they never import a model or the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kmnist.errors import UserError
@@ -155,3 +157,23 @@ def is_host_local(storage: str) -> bool:
     from kmnist.backends.optuna.storage import journal_path
 
     return journal_path(storage) is not None
+
+
+ARTIFACTS_ENV = "KMNIST_ARTIFACTS_DIR"
+
+
+def artifact_dir(sweep_id: str, storage: str | None = None, root: Path | None = None) -> Path:
+    """Where a sweep's trial artifacts live: under `root` (or $KMNIST_ARTIFACTS_DIR) if given,
+    else beside the journal file, else (a server storage, a W&B sweep) in the user data dir;
+    always in a folder named after the sweep."""
+    import platformdirs
+
+    chosen = root or os.environ.get(ARTIFACTS_ENV)
+    if not chosen:
+        chosen = Path(platformdirs.user_data_dir("kmnist-sweep")) / "artifacts"
+        if not _is_wandb(sweep_id):
+            from kmnist.backends.optuna.storage import journal_path, storage_url
+
+            journal = journal_path(storage_url(storage))
+            chosen = journal.parent / "artifacts" if journal else chosen
+    return Path(chosen).expanduser() / sweep_id.replace("/", "--")

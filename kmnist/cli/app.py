@@ -266,10 +266,11 @@ def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
 # -- sweeps ----------------------------------------------------------------------------------
 def _register_sweep_commands() -> None:
     from kmnist.cli.launch import launch
+    from kmnist.cli.results import COMMANDS as RESULT_COMMANDS
     from kmnist.cli.sweeps import COMMANDS
     from kmnist.cli.wandb_commands import COMMANDS as WANDB_COMMANDS
 
-    for command in [*COMMANDS, *WANDB_COMMANDS, launch]:
+    for command in [*COMMANDS, *RESULT_COMMANDS, *WANDB_COMMANDS, launch]:
         main.add_command(command)
 
 

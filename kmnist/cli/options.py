@@ -18,6 +18,16 @@ STORAGE = click.option(
     "[default: a journal file in the user data dir].",
 )
 
+ARTIFACTS = click.option(
+    "--artifacts",
+    "artifacts_root",
+    envvar="KMNIST_ARTIFACTS_DIR",
+    show_envvar=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the trials' weights and probabilities, one sub-folder per sweep "
+    "[default: beside the journal file; the user data dir for a server storage].",
+)
+
 
 def lease_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--lease-dir` and `--gpu-share`, for `kmnist-sweep agent`."""

@@ -20,12 +20,13 @@ from rich.table import Table
 
 from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
-from kmnist.backends import open_sweep
-from kmnist.cli.options import STORAGE, lease_options
+from kmnist.backends import artifact_dir, open_sweep
+from kmnist.cli.options import ARTIFACTS, STORAGE, lease_options
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
 
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
+    from kmnist.agent.keeper import ArtifactKeeper
     from kmnist.agent.loop import AgentSummary
     from kmnist.backends import Sweep, Ticket
     from kmnist.contract import TrialResult
@@ -117,6 +118,15 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
     help="Also log every trial as a W&B run; sync offline runs later with `kmnist-sweep sync` "
     "[default: offline when WANDB_MODE=offline, else off].",
 )
+@click.option(
+    "--keep-artifacts",
+    "keep",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Keep the weights and probabilities of the best N trials of the sweep (0: none).",
+)
+@ARTIFACTS
 @lease_options
 def agent(
     sweep_id: str,
@@ -128,6 +138,8 @@ def agent(
     max_failures: int,
     quiet: bool,
     wandb_mode: str | None,
+    keep: int,
+    artifacts_root: Path | None,
     lease_dir: Path | None,
     gpu_share: int,
 ) -> None:
@@ -141,7 +153,8 @@ def agent(
         sys.exit(spawn.per_gpu(devices, sys.argv[1:]))
     device = _pick_device(devices, device, lease_dir, gpu_share)
     sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode))
-    summary = _work(sweep, device, count, max_failures, threads, quiet)
+    keeper = _keeper(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
+    summary = _work(sweep, device, count, max_failures, threads, quiet, keeper)
     # One line however long: scripts and people read the last line for why the agent stopped.
     _say(f"agent done: {summary.line()}")
     sys.exit(0 if summary.ok else 1)
@@ -165,6 +178,7 @@ def _work(
     max_failures: int,
     threads: int | None,
     quiet: bool,
+    keeper: ArtifactKeeper | None = None,
 ) -> AgentSummary:
     import torch
 
@@ -173,7 +187,19 @@ def _work(
     if threads:
         torch.set_num_threads(threads)
     on_trial = None if quiet else _print_trial
-    return Agent(sweep, device, count, max_failures, on_trial=on_trial).run()
+    return Agent(sweep, device, count, max_failures, on_trial=on_trial, keep=keeper).run()
+
+
+def _keeper(sweep: Sweep, root: Path, keep: int) -> ArtifactKeeper | None:
+    """Keeps artifacts of an offline sweep's trials (a W&B sweep's runs live in W&B)."""
+    from kmnist.agent.keeper import ArtifactKeeper
+    from kmnist.errors import UserError
+
+    try:
+        info = sweep.info()
+    except UserError:  # a W&B sweep: its metric and goal are on W&B's server
+        return None
+    return ArtifactKeeper(root, keep, info.metric, info.goal) if keep else None
 
 
 def _print_trial(ticket: Ticket, result: TrialResult) -> None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from kmnist.contract import Reporter, TrialResult
 from kmnist.trainer import data as kdata
+from kmnist.trainer.artifacts import TrialOutputs
 from kmnist.trainer.augment import augment, is_enabled, mix, shift
 from kmnist.trainer.ema import WeightEMA
 from kmnist.trainer.models import N_CLASSES, KNNClassifier, build_network
@@ -45,6 +46,11 @@ class Splits:
     val_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    val_index: np.ndarray  # the validation images' indices in the 60k training set
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.val_x) > 0
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -62,11 +68,15 @@ def run(
     reporter: Reporter | None = None,
     device: str | torch.device | None = None,
     data: kdata.Kmnist | None = None,
+    refit: bool = False,
 ) -> TrialResult:
-    """Train and score one config. Unknown keys or bad values raise ConfigError."""
+    """Train and score one config. Unknown keys or bad values raise ConfigError.
+
+    `refit` trains on all 60k training images (no validation split, nothing reported per
+    epoch but the training loss) and scores the test set once, as papers report it."""
     cfg = resolve(config)
     dev = pick_device(device)
-    splits = make_splits(data or kdata.load(), cfg, dev)
+    splits = make_splits(data or kdata.load(), cfg, dev, refit)
     torch.manual_seed(cfg["seed"])
     start = time.perf_counter()
     trainer = _run_knn if cfg["model"] == "knn" else _run_network
@@ -80,8 +90,14 @@ def run(
     return result
 
 
-def make_splits(data: kdata.Kmnist, cfg: dict[str, Any], device: torch.device) -> Splits:
-    train_idx, val_idx = kdata.stratified_split(data.train_labels, cfg["val_fraction"], cfg["seed"])
+def make_splits(
+    data: kdata.Kmnist, cfg: dict[str, Any], device: torch.device, refit: bool = False
+) -> Splits:
+    if refit:
+        train_idx, val_idx = np.arange(len(data.train_labels)), np.arange(0)
+    else:
+        labels = data.train_labels
+        train_idx, val_idx = kdata.stratified_split(labels, cfg["val_fraction"], cfg["seed"])
     train_idx = train_idx[
         kdata.stratified_subset(data.train_labels[train_idx], cfg["train_size"], cfg["seed"])
     ]
@@ -94,6 +110,7 @@ def make_splits(data: kdata.Kmnist, cfg: dict[str, Any], device: torch.device) -
         labels[pick(val_idx)],
         test_x,
         test_y,
+        val_idx,
     )
 
 
@@ -111,23 +128,39 @@ def _run_knn(
 ) -> TrialResult:
     tick = time.perf_counter()
     knn = KNNClassifier(cfg).fit(s.train_x, s.train_y)
-    val_loss, val_acc = _knn_score(knn, s.val_x, s.val_y)
-    metrics = {
-        "epoch": 1,
-        "val/loss": val_loss,
-        "val/accuracy": val_acc,
-        "epoch_time": time.perf_counter() - tick,
-    }
+    metrics: dict[str, float] = {"epoch": 1}
+    val_proba = None
+    if s.has_val:
+        val_proba = knn.predict_proba(s.val_x)
+        metrics["val/loss"], metrics["val/accuracy"] = _knn_score(val_proba, s.val_y)
+    metrics["epoch_time"] = time.perf_counter() - tick
     stopped = bool(reporter and reporter.report(1, metrics))
-    test_loss, test_acc = _knn_score(knn, s.test_x, s.test_y)
-    return _result(stopped, [metrics], test_loss, test_acc, n_params=0)
+    test_proba = knn.predict_proba(s.test_x)
+    test_loss, test_acc = _knn_score(test_proba, s.test_y)
+    result = _result(stopped, [metrics], test_loss, test_acc, n_params=0)
+    result.outputs = _outputs(s, val_proba, test_proba, state_dict=None)
+    return result
 
 
-def _knn_score(knn: KNNClassifier, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _knn_score(proba: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Log loss (probabilities clipped at 1e-7, as scikit-learn) and accuracy."""
-    proba = knn.predict_proba(x)
     loss = -proba.gather(1, y[:, None]).clamp_min(1e-7).log().mean()
     return float(loss), float((proba.argmax(1) == y).double().mean())
+
+
+def _outputs(
+    s: Splits,
+    val_proba: torch.Tensor | None,
+    test_proba: torch.Tensor,
+    state_dict: dict[str, torch.Tensor] | None,
+) -> TrialOutputs:
+    """What the agent may keep of a trial: probabilities on both splits, and the weights."""
+    as_numpy = lambda t: t.float().cpu().numpy()  # noqa: E731
+    probabilities = {"test": as_numpy(test_proba)}
+    if val_proba is not None:
+        probabilities["val"] = as_numpy(val_proba)
+    labels = {"val": s.val_y.cpu().numpy(), "test": s.test_y.cpu().numpy()}
+    return TrialOutputs(probabilities, labels, s.val_index, state_dict)
 
 
 # -- networks ------------------------------------------------------------------------------
@@ -150,24 +183,23 @@ def _run_network(
         tick = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(model, ema, cfg, s, optimizer, schedule, (gen, rng), device)
-        val_loss, val_acc = _evaluate(scored, cfg, s.val_x, s.val_y, device)
-        if not math.isfinite(val_loss):
-            raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
-        metrics = {
-            "epoch": epoch,
-            "train/loss": train_loss,
-            "val/loss": val_loss,
-            "val/accuracy": val_acc,
-            "lr": lr,
-            "epoch_time": time.perf_counter() - tick,
-        }
+        metrics = {"epoch": epoch, "train/loss": train_loss}
+        if s.has_val:
+            val_loss, val_acc, val_lp = _evaluate(scored, cfg, s.val_x, s.val_y, device)
+            if not math.isfinite(val_loss):
+                raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
+            metrics |= {"val/loss": val_loss, "val/accuracy": val_acc}
+        metrics |= {"lr": lr, "epoch_time": time.perf_counter() - tick}
         history.append(metrics)
         if reporter and reporter.report(epoch, metrics):
             stopped = True
             break
-    test_loss, test_acc = _evaluate(scored, cfg, s.test_x, s.test_y, device)
+    test_loss, test_acc, test_lp = _evaluate(scored, cfg, s.test_x, s.test_y, device)
     n_params = sum(p.numel() for p in model.parameters())
-    return _result(stopped, history, test_loss, test_acc, n_params)
+    result = _result(stopped, history, test_loss, test_acc, n_params)
+    weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
+    result.outputs = _outputs(s, val_lp.exp() if s.has_val else None, test_lp.exp(), weights)
+    return result
 
 
 def _train_epoch(
@@ -228,11 +260,12 @@ def _evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     device: torch.device,
-) -> tuple[float, float]:
-    """Mean log loss and accuracy of `model`'s (test-time augmented) predictions."""
+) -> tuple[float, float, torch.Tensor]:
+    """Mean log loss, accuracy and the log probabilities of `model`'s (test-time augmented)
+    predictions."""
     log_proba = predict_log_proba(model, cfg, x, device)
     loss = F.nll_loss(log_proba, y)
-    return float(loss), float((log_proba.argmax(1) == y).float().mean())
+    return float(loss), float((log_proba.argmax(1) == y).float().mean()), log_proba
 
 
 @torch.no_grad()
@@ -311,12 +344,16 @@ def _schedule(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps
 def _result(
     stopped: bool, history: list[dict[str, float]], test_loss: float, test_acc: float, n_params: int
 ) -> TrialResult:
-    best = max(history, key=lambda m: m["val/accuracy"])
-    summary = {
-        "val/accuracy": history[-1]["val/accuracy"],
-        "val/loss": history[-1]["val/loss"],
-        "val/best_accuracy": best["val/accuracy"],
-        "val/best_epoch": best["epoch"],
+    summary: dict[str, float] = {}
+    if "val/accuracy" in history[-1]:  # not in a refit: it has no validation split
+        best = max(history, key=lambda m: m["val/accuracy"])
+        summary = {
+            "val/accuracy": history[-1]["val/accuracy"],
+            "val/loss": history[-1]["val/loss"],
+            "val/best_accuracy": best["val/accuracy"],
+            "val/best_epoch": best["epoch"],
+        }
+    summary |= {
         "test/accuracy": test_acc,
         "test/loss": test_loss,
         "kmnist_val_acc": test_acc,  # the original W&B benchmark's key: test accuracy

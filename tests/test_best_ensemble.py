@@ -1,0 +1,136 @@
+"""The best model out of a real sweep: artifacts kept by a real agent, exported, reloaded,
+ensembled and refit, through the real CLI and a journal file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_one_line_error
+from engine_util import (
+    CNN_SWEEP,
+    KNN_SWEEP,
+    cli,
+    create,
+    finish_all,
+    no_agent_outlives_its_test,  # noqa: F401 (autouse)
+    start_agents,
+    sweep_file,
+)
+
+from kmnist.backends import artifact_dir, open_sweep
+from kmnist.trainer import artifacts, train
+from kmnist.trainer import data as kdata
+from kmnist.trainer.params import resolve
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, kmnist_dir: Path) -> tuple[str, str]:
+    """A 4-trial CNN sweep run to its cap by one agent keeping the best 3 trials."""
+    folder = tmp_path_factory.mktemp("sweep")
+    journal = str(folder / "sweeps.journal")
+    path = sweep_file(folder, CNN_SWEEP, run_cap=4, early_terminate=None)
+    sweep_id = create(path, journal)
+    codes = finish_all(start_agents(sweep_id, journal, 1, "--keep-artifacts", "3"), timeout=300)
+    assert codes[0][0] == 0, codes
+    return sweep_id, journal
+
+
+def test_the_agent_keeps_the_best_n_trials(finished: tuple[str, str]) -> None:
+    sweep_id, journal = finished
+    folder = artifact_dir(sweep_id, journal)
+    assert folder.parent == Path(journal).parent / "artifacts"
+    kept = artifacts.load_all(folder)
+    assert len(kept) == 3
+    assert sorted(a.number for a in kept) == sorted(by_best_val(sweep_id, journal)[:3])
+    assert all(a.weights is not None for a in kept)
+
+
+def by_best_val(sweep_id: str, journal: str) -> list[int]:
+    """Finished trials, best first by their best validation accuracy (the extremum)."""
+    done = [r for r in open_sweep(sweep_id, journal).trials() if r.state == "completed"]
+    return [r.number for r in sorted(done, key=lambda r: -r.summary["val/best_accuracy"])]
+
+
+def test_best_exports_a_model_that_reloads_to_the_same_predictions(
+    finished: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = finished
+    done = cli("best", sweep_id, "--storage", journal, "--json", "--out", str(tmp_path / "m"))
+    assert done.returncode == 0, done.stderr
+    winner = json.loads(done.stdout)
+    assert winner["trial"] == by_best_val(sweep_id, journal)[0]
+    model, config = artifacts.load_model(tmp_path / "m")
+    assert "load_model" in (tmp_path / "m" / "README.md").read_text()
+    test = kdata.load()
+    x = torch.from_numpy(test.test_images)[:, None]
+    cfg = resolve({**config, "precision": "fp32"})
+    log_proba = train.predict_log_proba(model, cfg, x, torch.device("cpu"))
+    stored = np.load(tmp_path / "m" / "probs.npz")["test_probs"]
+    agree = (log_proba.argmax(1).numpy() == stored.argmax(1)).mean()
+    assert agree > 0.995  # bf16 during the sweep, fp32 here: a few borderline images may flip
+    acc = float((log_proba.argmax(1).numpy() == test.test_labels).mean())
+    assert acc == pytest.approx(winner["test/accuracy"], abs=0.005)
+
+
+def test_ensemble_of_one_equals_the_best_trial(finished: tuple[str, str]) -> None:
+    sweep_id, journal = finished
+    done = cli("ensemble", sweep_id, "--storage", journal, "--top", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    single, top1, _greedy = json.loads(done.stdout)
+    best = json.loads(cli("best", sweep_id, "--storage", journal, "--json").stdout)
+    assert top1["test_accuracy"] == pytest.approx(best["test/accuracy"])
+    assert single["members"] == top1["members"] == {str(best["trial"]): 1}
+    table = cli("ensemble", sweep_id, "--storage", journal)
+    assert table.returncode == 0 and "greedy selection" in table.stdout
+
+
+def test_bad_requests_are_one_line_and_touch_nothing(
+    finished: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = finished
+    existing = tmp_path / "taken"
+    existing.mkdir()
+    (existing / "mine.txt").write_text("keep me")
+    assert_one_line_error(
+        cli("best", sweep_id, "--storage", journal, "--out", str(existing)), "already exists"
+    )
+    assert [p.name for p in existing.iterdir()] == ["mine.txt"]
+    assert_one_line_error(
+        cli("ensemble", sweep_id, "--storage", journal, "--top", "9"), "--top 9: only 3"
+    )
+    empty = tmp_path / "elsewhere"
+    assert_one_line_error(
+        cli("best", sweep_id, "--storage", journal, "--artifacts", str(empty)),
+        "no stored trial artifacts",
+    )
+    assert len(artifacts.load_all(artifact_dir(sweep_id, journal))) == 3
+
+
+def test_best_on_a_sweep_with_no_completed_trial(tmp_path: Path, kmnist_dir: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP), journal)
+    assert_one_line_error(cli("best", sweep_id, "--storage", journal), "no completed trial")
+    assert_one_line_error(cli("ensemble", sweep_id, "--storage", journal), "no completed trial")
+
+
+@pytest.mark.slow
+def test_refit_trains_on_all_60k_and_scores_test_once(kmnist_dir: Path) -> None:
+    data = kdata.load()
+    cfg = resolve({"model": "cnn", "l1_size": 4, "l2_size": 8, "fc1_size": 16, "epochs": 1})
+    splits = train.make_splits(data, cfg, torch.device("cpu"), refit=True)
+    assert len(splits.train_x) == 60_000 and not splits.has_val
+    seen: list[dict] = []
+
+    class Record:
+        def report(self, epoch: int, metrics: dict) -> bool:
+            seen.append(dict(metrics))
+            return False
+
+    result = train.run(cfg, Record(), "cpu", data, refit=True)
+    assert result.status == "completed"
+    assert "val/accuracy" not in result.summary and result.summary["test/accuracy"] > 0.5
+    assert [set(m) for m in seen] == [{"epoch", "train/loss", "lr", "epoch_time"}]
