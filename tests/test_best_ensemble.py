@@ -134,3 +134,15 @@ def test_refit_trains_on_all_60k_and_scores_test_once(kmnist_dir: Path) -> None:
     assert result.status == "completed"
     assert "val/accuracy" not in result.summary and result.summary["test/accuracy"] > 0.5
     assert [set(m) for m in seen] == [{"epoch", "train/loss", "lr", "epoch_time"}]
+
+
+def test_report_shows_the_best_trials_pictures(finished: tuple[str, str], tmp_path: Path) -> None:
+    sweep_id, journal = finished
+    done = cli("report", sweep_id, "--storage", journal, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / f"{sweep_id}.html").read_text()
+    best = json.loads(cli("best", sweep_id, "--storage", journal, "--json").stdout)
+    assert f"Best trial {best['trial']}: test confusion matrix" in page
+    assert page.count("data:image/png;base64,") == min(48, page.count("<figure>")) > 0
+    assert "greedy selection" in page and "gain on test" in page
+    assert "never used to choose" in page

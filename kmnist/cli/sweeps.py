@@ -11,7 +11,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -315,6 +315,7 @@ def status(sweep_id: str, storage: str | None) -> None:
 @click.command()
 @click.argument("sweep_id")
 @STORAGE
+@ARTIFACTS
 @click.option(
     "--out",
     "out_dir",
@@ -323,13 +324,32 @@ def status(sweep_id: str, storage: str | None) -> None:
     show_default=True,
     help="Folder for the HTML page.",
 )
-def report(sweep_id: str, storage: str | None, out_dir: Path) -> None:
-    """A self-contained HTML page: leaderboard, history, parallel coordinates, importances."""
+def report(sweep_id: str, storage: str | None, artifacts_root: Path | None, out_dir: Path) -> None:
+    """A self-contained HTML page: leaderboard, history, parallel coordinates, importances,
+    and the best trial's confusion matrix, misclassified images and ensembles."""
     from kmnist.results import report as html_report
+    from kmnist.results.pictures import best_trial_sections
+    from kmnist.trainer import artifacts
 
     sweep = open_sweep(sweep_id, storage)
-    path = html_report.write(sweep.info(), sweep.trials(), sweep.plots(), out_dir)
+    info = sweep.info()
+    kept = artifacts.ranked(
+        artifacts.load_all(artifact_dir(sweep_id, storage, artifacts_root)), info.goal
+    )
+    extras = best_trial_sections(kept, info.goal, _test_images() if kept else None)
+    path = html_report.write(info, sweep.trials(), sweep.plots(), out_dir, extras)
     console.print(f"report written to {path}")
+
+
+def _test_images() -> Any:
+    """The 10k test images for the misclassified grid, or None where the data is not here."""
+    from kmnist.errors import UserError
+    from kmnist.trainer import data as kdata
+
+    try:
+        return kdata.load(download=False).test_images
+    except UserError:
+        return None
 
 
 def _state_command(state: str, verb: str) -> click.Command:

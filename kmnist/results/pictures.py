@@ -14,6 +14,8 @@ import zlib
 import numpy as np
 import plotly.graph_objects as go
 
+from kmnist.backends import Plot
+from kmnist.trainer.artifacts import Artifact
 from kmnist.trainer.data import CLASSES
 
 # The class characters, in label order, beside their romanised names.
@@ -96,3 +98,40 @@ def png(image: np.ndarray, scale: int = 3) -> bytes:
 
 def caption(text: str) -> str:
     return f"<p class=note>{html.escape(text)}</p>"
+
+
+def best_trial_sections(
+    kept: list[Artifact], goal: str, test_images: np.ndarray | None
+) -> list[Plot | str]:
+    """The best stored trial's confusion matrix and misclassified test images, and what an
+    ensemble of the stored trials adds: figures and HTML for the report."""
+    from kmnist.results.ensemble import ensembles
+
+    if not kept:
+        return [caption("No stored trial artifacts: pictures of the best trial need them.")]
+    best = kept[0]
+    arrays = best.arrays()
+    y, probs = arrays["test_labels"], arrays["test_probs"]
+    title = f"Best trial {best.number}: test confusion matrix (off-diagonal errors)"
+    out: list[Plot | str] = [Plot(title, confusion_figure(y, probs.argmax(1), title))]
+    out.append(f"<h2>Best trial {best.number}: misclassified test images</h2>")
+    if test_images is None:
+        out.append(caption("The KMNIST test images are not on this machine."))
+    else:
+        out.append(misclassified_grid(test_images, y, probs))
+    out.append("<h2>Ensembles of the stored trials (chosen on validation)</h2>")
+    out.append(_ensemble_table(ensembles(kept, goal)))
+    return out
+
+
+def _ensemble_table(scored: list) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(s.name)}</td><td>{len(s.members)}</td>"
+        f"<td>{s.val_accuracy:.4f}</td><td>{s.test_accuracy:.4f}</td>"
+        f"<td>{s.test_accuracy - scored[0].test_accuracy:+.4f}</td></tr>"
+        for s in scored
+    )
+    head = "<th>ensemble</th><th>trials</th><th>val/accuracy</th><th>test/accuracy</th>"
+    return (
+        f"<table><thead><tr>{head}<th>gain on test</th></tr></thead><tbody>{rows}</tbody></table>"
+    )

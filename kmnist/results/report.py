@@ -17,12 +17,21 @@ from kmnist.results import leaderboard
 
 
 def write(
-    info: SweepInfo, records: Sequence[TrialRecord], plots: Sequence[Plot], out_dir: Path
+    info: SweepInfo,
+    records: Sequence[TrialRecord],
+    plots: Sequence[Plot],
+    out_dir: Path,
+    extras: Sequence[Plot | str] = (),
 ) -> Path:
+    """The page: the leaderboard, the engine's plots, then `extras` (more figures, or ready
+    HTML such as the best trial's pictures)."""
     _writable_folder(out_dir)  # before the plots: they take seconds on a big sweep
     table = leaderboard.render(records, info.goal, info.metric, "markdown")
     page = _PAGE.format(
-        title=html.escape(info.sweep_id), table=_html_table(table), sections=_sections(plots)
+        title=html.escape(info.sweep_id),
+        table=_html_table(table),
+        metric=html.escape(info.metric),
+        sections=_sections([*plots, *extras]),
     )
     path = out_dir / f"{info.sweep_id}.html"
     try:
@@ -32,9 +41,12 @@ def write(
     return path
 
 
-def _sections(plots: Sequence[Plot]) -> str:
+def _sections(plots: Sequence[Plot | str]) -> str:
     sections, include_js = [], True
     for plot in plots:
+        if isinstance(plot, str):
+            sections.append(plot)
+            continue
         sections.append(f"<h2>{html.escape(plot.title)}</h2>")
         if plot.figure is None:
             sections.append(f"<p class=note>Not available: {html.escape(plot.missing)}</p>")
@@ -79,9 +91,15 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.85rem; }}
 th, td {{ border: 1px solid #ccc; padding: 0.2rem 0.5rem; text-align: right; }}
 th {{ background: #f3f3f3; }} .note {{ color: #777; }}
+.grid {{ display: flex; flex-wrap: wrap; gap: 0.6rem; }}
+figure {{ margin: 0; font-size: 0.75rem; text-align: center; width: 7.5rem; }}
+figure img {{ image-rendering: pixelated; border: 1px solid #ccc; }}
 </style></head>
 <body><h1>Sweep {title}</h1>
 <h2>Leaderboard</h2>
+<p class=note>Trials are ranked by {metric} on the validation split carved from the 60k training
+images; test/accuracy is scored once per trial and never used to choose. KMNIST's 10k test set is
+harder than a split of its training set: expect test about 1.3 points below validation.</p>
 {table}
 {sections}
 </body></html>
