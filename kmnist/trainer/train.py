@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from kmnist.contract import Reporter, TrialResult
 from kmnist.trainer import data as kdata
+from kmnist.trainer import metrics as M
 from kmnist.trainer.augment import augment, is_enabled
 from kmnist.trainer.models import KNNClassifier, build_network
 from kmnist.trainer.params import resolve
@@ -73,7 +74,7 @@ def run(
         return TrialResult("failed", reason=str(exc))
     except torch.OutOfMemoryError:
         return TrialResult("failed", reason=f"out of memory on {dev}")
-    result.summary["wall_time"] = time.perf_counter() - start
+    result.summary[M.WALL_TIME] = time.perf_counter() - start
     return result
 
 
@@ -110,10 +111,10 @@ def _run_knn(
     knn = KNNClassifier(cfg).fit(s.train_x, s.train_y)
     val_loss, val_acc = _knn_score(knn, s.val_x, s.val_y)
     metrics = {
-        "epoch": 1,
-        "val/loss": val_loss,
-        "val/accuracy": val_acc,
-        "epoch_time": time.perf_counter() - tick,
+        M.EPOCH: 1,
+        M.VAL_LOSS: val_loss,
+        M.VAL_ACCURACY: val_acc,
+        M.EPOCH_TIME: time.perf_counter() - tick,
     }
     stopped = bool(reporter and reporter.report(1, metrics))
     test_loss, test_acc = _knn_score(knn, s.test_x, s.test_y)
@@ -146,12 +147,12 @@ def _run_network(
         if not math.isfinite(val_loss):
             raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
         metrics = {
-            "epoch": epoch,
-            "train/loss": train_loss,
-            "val/loss": val_loss,
-            "val/accuracy": val_acc,
-            "lr": lr,
-            "epoch_time": time.perf_counter() - tick,
+            M.EPOCH: epoch,
+            M.TRAIN_LOSS: train_loss,
+            M.VAL_LOSS: val_loss,
+            M.VAL_ACCURACY: val_acc,
+            M.LR: lr,
+            M.EPOCH_TIME: time.perf_counter() - tick,
         }
         history.append(metrics)
         if reporter and reporter.report(epoch, metrics):
@@ -278,16 +279,16 @@ def _schedule(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps
 def _result(
     stopped: bool, history: list[dict[str, float]], test_loss: float, test_acc: float, n_params: int
 ) -> TrialResult:
-    best = max(history, key=lambda m: m["val/accuracy"])
+    best = max(history, key=lambda epoch: epoch[M.VAL_ACCURACY])
     summary = {
-        "val/accuracy": history[-1]["val/accuracy"],
-        "val/loss": history[-1]["val/loss"],
-        "val/best_accuracy": best["val/accuracy"],
-        "val/best_epoch": best["epoch"],
-        "test/accuracy": test_acc,
-        "test/loss": test_loss,
-        "kmnist_val_acc": test_acc,  # the original W&B benchmark's key: test accuracy
-        "epochs": len(history),
-        "parameters": n_params,
+        M.VAL_ACCURACY: history[-1][M.VAL_ACCURACY],
+        M.VAL_LOSS: history[-1][M.VAL_LOSS],
+        M.VAL_BEST_ACCURACY: best[M.VAL_ACCURACY],
+        M.VAL_BEST_EPOCH: best[M.EPOCH],
+        M.TEST_ACCURACY: test_acc,
+        M.TEST_LOSS: test_loss,
+        M.KMNIST_VAL_ACC: test_acc,  # the original W&B benchmark's key: test accuracy
+        M.EPOCHS: len(history),
+        M.PARAMETERS: n_params,
     }
     return TrialResult("stopped" if stopped else "completed", summary, history)
