@@ -1,7 +1,7 @@
 """The W&B sweep spec: read, validate, sample, enumerate, early-stop; pure, no engine needed.
 
 `load(path)` gives a `SweepSpec` or raises `SweepFileError` (a UserError: one line, exit 2).
-`optuna_bridge` (imported on its own, it needs optuna) turns a spec into an Optuna study plan.
+No engine is imported here: the offline engine's translation is `kmnist.backends.optuna.bridge`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 from kmnist.errors import UserError
 from kmnist.sweep.source import Problem
 from kmnist.sweep.spec import SweepSpec
-from kmnist.sweep.validate import check_file, summary
+from kmnist.sweep.summary import summary
+from kmnist.sweep.validate import check_file
 
 
 class SweepFileError(UserError):

@@ -59,6 +59,25 @@ class Source:
         return 1
 
 
+class Report:
+    """The problems found in one document, each placed at its key path's line."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path_, message: str) -> None:
+        self.problems.append(Problem(dotted(path), message, self.source.line(path)))
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+
+def dotted(path: Path_) -> str:
+    """("parameters", "lr", "values", "[0]") → parameters.lr.values[0]."""
+    return "".join(p if p.startswith("[") or i == 0 else f".{p}" for i, p in enumerate(path))
+
+
 def read(path: Path) -> Source:
     try:
         raw = _read_bounded(path)

@@ -1,9 +1,9 @@
 """The W&B sweep configuration as typed data: every parameter form, W&B's defaults, nesting kept.
 
 `build` turns a mapping that `validate.check` passed into a `SweepSpec`; it trusts its input.
-Parameter forms follow W&B's schema (`sweeps/config/schema.json`): the distribution is named, or
-inferred as W&B infers it (`value` → constant, `values` → categorical, int `min`/`max` →
-int_uniform, any float bound → uniform, `parameters` → a nested group).
+Parameter forms are W&B's (`schema.FORMS`): the distribution is named, or inferred as W&B
+infers it (`value` → constant, `values` → categorical, int `min`/`max` → int_uniform, any float
+bound → uniform, `parameters` → a nested group).
 """
 
 from __future__ import annotations
@@ -14,54 +14,17 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kmnist.sweep import hyperband
+from kmnist.sweep.schema import DEFAULTS, FORMS
 
-METHODS = ("grid", "random", "bayes", "custom")
-GOALS = ("minimize", "maximize")
-
-BOUNDED = (
-    "int_uniform",
-    "uniform",
-    "q_uniform",
-    "log_uniform",
-    "log_uniform_values",
-    "q_log_uniform",
-    "q_log_uniform_values",
-    "inv_log_uniform",
-    "inv_log_uniform_values",
-)
-NORMALS = ("normal", "q_normal", "log_normal", "q_log_normal")
-BETAS = ("beta", "q_beta")
-DISTRIBUTIONS = (
-    "constant",
-    "categorical",
-    "categorical_w_probabilities",
-    *BOUNDED,
-    *NORMALS,
-    *BETAS,
-)
-# W&B's engine refuses these (min/max are base-e exponents) and names the replacement.
-DEPRECATED = {
-    "log_uniform": "log_uniform_values",
-    "q_log_uniform": "q_log_uniform_values",
-    "inv_log_uniform": "inv_log_uniform_values",
-}
-DEFAULTS: dict[str, Any] = {"q": 1.0, "mu": 0.0, "sigma": 1.0, "a": 1.0, "b": 1.0}
+BOUNDED = tuple(name for name, keys in FORMS.items() if keys[:2] == ("min", "max"))
+NORMALS = tuple(name for name, keys in FORMS.items() if keys[:2] == ("mu", "sigma"))
+BETAS = tuple(name for name, keys in FORMS.items() if keys[:2] == ("a", "b"))
+DISTRIBUTIONS = tuple(FORMS)
 
 
 def keys_of(distribution: str) -> tuple[str, ...]:
     """The keys a parameter of this distribution may hold, besides `distribution`."""
-    quantized = ("q",) if distribution.startswith("q_") else ()
-    if distribution == "constant":
-        return ("value",)
-    if distribution == "categorical":
-        return ("values",)
-    if distribution == "categorical_w_probabilities":
-        return ("values", "probabilities")
-    if distribution in BOUNDED:
-        return ("min", "max", *quantized)
-    if distribution in NORMALS:
-        return ("mu", "sigma", *quantized)
-    return ("a", "b", *quantized)
+    return FORMS[distribution]
 
 
 def required_keys(distribution: str) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from kmnist.contract import Reporter, TrialResult
 from kmnist.trainer import data as kdata
+from kmnist.trainer import metrics as M
 from kmnist.trainer.artifacts import TrialOutputs
 from kmnist.trainer.augment import augment, is_enabled, mix, shift
 from kmnist.trainer.ema import WeightEMA
@@ -86,7 +87,7 @@ def run(
         return TrialResult("failed", reason=str(exc))
     except torch.OutOfMemoryError:
         return TrialResult("failed", reason=f"out of memory on {dev}")
-    result.summary["wall_time"] = time.perf_counter() - start
+    result.summary[M.WALL_TIME] = time.perf_counter() - start
     return result
 
 
@@ -128,12 +129,12 @@ def _run_knn(
 ) -> TrialResult:
     tick = time.perf_counter()
     knn = KNNClassifier(cfg).fit(s.train_x, s.train_y)
-    metrics: dict[str, float] = {"epoch": 1}
+    metrics: dict[str, float] = {M.EPOCH: 1}
     val_proba = None
     if s.has_val:
         val_proba = knn.predict_proba(s.val_x)
-        metrics["val/loss"], metrics["val/accuracy"] = _knn_score(val_proba, s.val_y)
-    metrics["epoch_time"] = time.perf_counter() - tick
+        metrics[M.VAL_LOSS], metrics[M.VAL_ACCURACY] = _knn_score(val_proba, s.val_y)
+    metrics[M.EPOCH_TIME] = time.perf_counter() - tick
     stopped = bool(reporter and reporter.report(1, metrics))
     test_proba = knn.predict_proba(s.test_x)
     test_loss, test_acc = _knn_score(test_proba, s.test_y)
@@ -183,13 +184,13 @@ def _run_network(
         tick = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss = _train_epoch(model, ema, cfg, s, optimizer, schedule, (gen, rng), device)
-        metrics = {"epoch": epoch, "train/loss": train_loss}
+        metrics = {M.EPOCH: epoch, M.TRAIN_LOSS: train_loss}
         if s.has_val:
             val_loss, val_acc, val_lp = _evaluate(scored, cfg, s.val_x, s.val_y, device)
             if not math.isfinite(val_loss):
                 raise Diverged(f"validation loss is {val_loss} after epoch {epoch}")
-            metrics |= {"val/loss": val_loss, "val/accuracy": val_acc}
-        metrics |= {"lr": lr, "epoch_time": time.perf_counter() - tick}
+            metrics |= {M.VAL_LOSS: val_loss, M.VAL_ACCURACY: val_acc}
+        metrics |= {M.LR: lr, M.EPOCH_TIME: time.perf_counter() - tick}
         history.append(metrics)
         if reporter and reporter.report(epoch, metrics):
             stopped = True
@@ -345,19 +346,19 @@ def _result(
     stopped: bool, history: list[dict[str, float]], test_loss: float, test_acc: float, n_params: int
 ) -> TrialResult:
     summary: dict[str, float] = {}
-    if "val/accuracy" in history[-1]:  # not in a refit: it has no validation split
-        best = max(history, key=lambda m: m["val/accuracy"])
+    if M.VAL_ACCURACY in history[-1]:  # not in a refit: it has no validation split
+        best = max(history, key=lambda m: m[M.VAL_ACCURACY])
         summary = {
-            "val/accuracy": history[-1]["val/accuracy"],
-            "val/loss": history[-1]["val/loss"],
-            "val/best_accuracy": best["val/accuracy"],
-            "val/best_epoch": best["epoch"],
+            M.VAL_ACCURACY: history[-1][M.VAL_ACCURACY],
+            M.VAL_LOSS: history[-1][M.VAL_LOSS],
+            M.VAL_BEST_ACCURACY: best[M.VAL_ACCURACY],
+            M.VAL_BEST_EPOCH: best[M.EPOCH],
         }
     summary |= {
-        "test/accuracy": test_acc,
-        "test/loss": test_loss,
-        "kmnist_val_acc": test_acc,  # the original W&B benchmark's key: test accuracy
-        "epochs": len(history),
-        "parameters": n_params,
+        M.TEST_ACCURACY: test_acc,
+        M.TEST_LOSS: test_loss,
+        M.KMNIST_VAL_ACC: test_acc,  # the original W&B benchmark's key: test accuracy
+        M.EPOCHS: len(history),
+        M.PARAMETERS: n_params,
     }
     return TrialResult("stopped" if stopped else "completed", summary, history)

@@ -7,17 +7,19 @@ its final summary, so the leaderboard reads everything from storage.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import secrets
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -30,6 +32,7 @@ from kmnist.backends import (
     TrialRecord,
     UnknownSweep,
 )
+from kmnist.backends.optuna import private
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
@@ -119,6 +122,9 @@ class OptunaSweep:
                 f"no sweep '{sweep_id}' in {_shown(self.url)}; "
                 "`kmnist-sweep ls` lists the sweeps there"
             ) from None
+        # Storage calls take ids; these public lookups turn the study's name and a trial's
+        # number into them (Study._study_id and Trial._trial_id are private).
+        self.study_id = self.storage.get_study_id_from_name(sweep_id)
         self.spec = _spec_of(self.study)
         self.plan: StudyPlan = plan(self.spec, seed)
         self.study.sampler, self.study.pruner = self.plan.sampler, self.plan.pruner
@@ -145,8 +151,11 @@ class OptunaSweep:
             raise SweepDone(f"run_cap {self.plan.run_cap} reached")
         config = suggest_config(trial, self.spec)
         trial.set_user_attr("config", config)
-        frozen = self.storage.get_trial(trial._trial_id)
+        frozen = self.storage.get_trial(self._trial_id(trial.number))
         return Ticket(trial.number, config, trial, _retry_of(frozen))
+
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
     def _check_open(self) -> None:
         state = self.study.user_attrs.get("state", "running")
@@ -154,7 +163,7 @@ class OptunaSweep:
             raise SweepDone("the sweep was stopped")
         if state == "paused":
             raise SweepPaused("the sweep is paused")
-        trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
         if any(self.plan.target_reached(t.value) for t in done):
             raise SweepDone(f"target {self.spec.metric.name} = {self.plan.target} reached")
@@ -173,13 +182,13 @@ class OptunaSweep:
         """True if trials numbered before this one already fill run_cap (a race lost)."""
         if self.plan.run_cap is None:
             return False
-        trials = self.storage.get_all_trials(self.study._study_id, deepcopy=False)
+        trials = self.study.get_trials(deepcopy=False)
         # Waiting retries count here: one queued while this trial was asked would run too.
         return _counted(trials, below=number, waiting=True) >= self.plan.run_cap
 
     def _discard(self, trial: optuna.Trial, why: str) -> None:
-        self.storage.set_trial_user_attr(trial._trial_id, "discarded", why)
-        self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        trial.set_user_attr("discarded", why)
+        self.study.tell(trial, state=TrialState.FAIL)
         self._stop_heartbeat(trial.number)
         if self.locks:
             self.locks.release(trial.number)
@@ -225,7 +234,7 @@ class OptunaSweep:
         else:
             self.study.tell(trial, state=TrialState.FAIL)
             if status == "interrupted":
-                self._retry(trial._trial_id)
+                self._retry(trial.number)
         if self.locks:
             self.locks.release(ticket.number)  # after tell: a reaper never sees it running
 
@@ -234,8 +243,8 @@ class OptunaSweep:
         """Fail the running trials whose agent died, and queue each to run again."""
         if isinstance(self.storage, RDBStorage):
             # Optuna's fail_stale_trials, but through _fail_dead so the reason is recorded.
-            stale = set(self.storage._get_stale_trial_ids(self.study._study_id))
-            dead = [t for t in self._running() if t._trial_id in stale]
+            stale = set(private.stale_trial_ids(self.storage, self.study_id))
+            dead = [t for t in self._running() if self._trial_id(t.number) in stale]
         elif self.locks is not None:
             dead = [t for t in self._running() if self._owner_is_dead(t)]
         else:
@@ -253,36 +262,36 @@ class OptunaSweep:
         return age > self.lock_grace and not self.locks.exists(trial.number)
 
     def _fail_dead(self, trial: FrozenTrial) -> bool:
+        trial_id = self._trial_id(trial.number)
         try:
-            self.storage.set_trial_user_attr(trial._trial_id, "failure_reason", "agent died")
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            self.storage.set_trial_user_attr(trial_id, "failure_reason", "agent died")
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except RuntimeError:  # it finished meanwhile (UpdateFinishedTrialError)
             return False
-        self._retry(trial._trial_id)
+        self._retry(trial.number)
         return True
 
-    def _retry(self, trial_id: int) -> None:
+    def _retry(self, number: int) -> None:
         """Queue a failed trial's config to run again, linked to it (Optuna's retry record)."""
-        RETRY(self.study, self.storage.get_trial(trial_id))
+        RETRY(self.study, self.storage.get_trial(self._trial_id(number)))
 
     def _running(self) -> list[FrozenTrial]:
-        return self.storage.get_all_trials(
-            self.study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
-        )
+        return self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
     def _start_heartbeat(self, trial: optuna.Trial) -> None:
         """RDB storage only: beat while the trial runs, so other hosts can tell it is alive."""
         if not isinstance(self.storage, RDBStorage):
             return
+        storage = self.storage
         stop = threading.Event()
         self._heartbeats[trial.number] = stop
-        trial_id = trial._trial_id
+        trial_id = self._trial_id(trial.number)
 
         def beat() -> None:
-            while not stop.wait(self.storage.heartbeat_interval or 10):
-                self.storage.record_heartbeat(trial_id)
+            while not stop.wait(storage.get_heartbeat_interval() or 10):
+                storage.record_heartbeat(trial_id)
 
-        self.storage.record_heartbeat(trial_id)
+        storage.record_heartbeat(trial_id)
         threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}").start()
 
     def _stop_heartbeat(self, number: int) -> None:
@@ -345,7 +354,8 @@ def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool 
     replaces, so the retry links are read from all trials.
     """
     # retry_history, not failed_trial: in a chain 0 -> 5 -> 9, failed_trial names 0 only.
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    with _quiet_experimental():
+        retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
     ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     ran += (TrialState.WAITING,) if waiting else ()
     return sum(
@@ -362,7 +372,16 @@ def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool 
 
 def _retry_of(trial: FrozenTrial) -> int | None:
     """The trial this one re-runs, from the record RetryTrial leaves."""
-    return trial.system_attrs.get("failed_trial")
+    with _quiet_experimental():
+        return RetryFailedTrialCallback.retried_trial_number(trial)
+
+
+@contextlib.contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Optuna marks its public readers of the retry record experimental: no warning to act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
 
 
 def _spec_of(study: Study) -> SweepSpec:
