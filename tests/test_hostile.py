@@ -563,6 +563,20 @@ def test_read_only_trial_locks_stop_the_agent_before_any_trial(
     assert journal.read_bytes() == before  # no trial was asked for
 
 
+@pytest.mark.slow
+def test_lock_left_by_a_dead_writer_is_taken_over(
+    tmp_path: Path, journal_with_sweep: tuple[Path, str]
+) -> None:
+    journal, _ = journal_with_sweep
+    Path(f"{journal}.lock").touch()  # a writer killed while it held the journal's lock
+    sweep = tmp_path / "knn.yaml"
+    proc = run("create", str(sweep), "--backend", "optuna", "--storage", str(journal))
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: took over {journal}.lock, left by a writer that died"]
+    assert proc.stdout.strip() in run("ls", "--storage", str(journal)).stdout
+
+
 # -- full disks ----------------------------------------------------------------------------------
 def test_create_on_a_full_disk(tmp_path: Path, journal_with_sweep: tuple[Path, str]) -> None:
     journal, _ = journal_with_sweep

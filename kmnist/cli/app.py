@@ -91,6 +91,7 @@ def train(
     config = resolve(parse_overrides(ctx.args))
     dataset = kdata.load(data_dir)
     from kmnist.trainer import train as trainer  # torch: seconds, after the cheap checks
+
     wandb_run = None
     if use_wandb:
         from kmnist.backends.wandb.run import WandbRun
