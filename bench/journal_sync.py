@@ -1,5 +1,6 @@
 """What fsyncing the journal costs: per-trial dispatch with each record fsynced (the default),
 only the records that end a trial, or none, four agents at once (`agent_overhead.py`'s loop).
+Median latency of a trial as an agent sees it, and wall time per trial of the four together.
 
 The journal lies in a temporary folder (`--dir`, default the system's), so the figure is that
 disk's fsync.
@@ -48,13 +49,15 @@ def fsync_ms(folder: str, n: int = 200) -> float:
 @click.option("--dir", "folder", type=click.Path(file_okay=False), help="Where the journal lies.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"))
 def main(trials: int, folder: str | None, out: Path) -> None:
-    medians = {}
+    medians, amortized = {}, {}
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         one_fsync = fsync_ms(tmp)
         for mode in MODES:
             journal.SYNC = mode  # the agents are forked: they inherit it
             times = engine_times(f"{tmp}/{mode}.journal", trials)
             medians[mode] = statistics.median(times) * 1000
+            # The agents run at once: their summed busy time over AGENTS is the wall time.
+            amortized[mode] = sum(times) / AGENTS / len(times) * 1000
     summary = {
         "benchmark": "journal_sync",
         "date": time.strftime("%Y-%m-%d"),
@@ -63,7 +66,8 @@ def main(trials: int, folder: str | None, out: Path) -> None:
         "trials": AGENTS * trials,
         "fsync_ms": one_fsync,
         "median_ms_per_trial": {MODES[m]: v for m, v in medians.items()},
-        "ratio_vs_no_fsync": {MODES[m]: v / medians["off"] for m, v in medians.items()},
+        "wall_ms_per_trial": {MODES[m]: v for m, v in amortized.items()},
+        "ratio_vs_no_fsync": {MODES[m]: v / amortized["off"] for m, v in amortized.items()},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "journal_sync.json").write_text(json.dumps(summary, indent=2))

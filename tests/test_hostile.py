@@ -252,7 +252,7 @@ def test_create_refuses_what_validate_refuses(tmp_path: Path, case: str) -> None
     journal = tmp_path / "sweeps.journal"
     proc = run("create", str(make(tmp_path)), "--backend", "optuna", "--storage", str(journal))
     assert_one_line_error(proc, fragment)
-    assert not journal.exists() or "s-" not in journal.read_text()  # no study registered
+    assert not journal.exists()  # refused before any storage was opened
 
 
 BOUND_CASES = {
@@ -561,6 +561,20 @@ def test_read_only_trial_locks_stop_the_agent_before_any_trial(
     )  # fmt: skip
     assert_one_line_error(proc, f"cannot write trial lock files in {locks}")
     assert journal.read_bytes() == before  # no trial was asked for
+
+
+@pytest.mark.slow
+def test_lock_left_by_a_dead_writer_is_taken_over(
+    tmp_path: Path, journal_with_sweep: tuple[Path, str]
+) -> None:
+    journal, _ = journal_with_sweep
+    Path(f"{journal}.lock").touch()  # a writer killed while it held the journal's lock
+    sweep = tmp_path / "knn.yaml"
+    proc = run("create", str(sweep), "--backend", "optuna", "--storage", str(journal))
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: took over {journal}.lock, left by a writer that died"]
+    assert proc.stdout.strip() in run("ls", "--storage", str(journal)).stdout
 
 
 # -- full disks ----------------------------------------------------------------------------------
