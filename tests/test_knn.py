@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from kmnist.trainer import data as kdata
-from kmnist.trainer.models import KNNClassifier
+from kmnist.trainer.models import KNNClassifier, knn, knn_kernels
 from kmnist.trainer.params import resolve
+
+CPU = torch.device("cpu")
+KERNELS_HERE = knn_kernels.available(CPU)  # every exact path this machine can run
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +28,9 @@ def subset() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (d.train_images[train], d.train_labels[train], d.test_images[test], d.test_labels[test])
 
 
-def _ours(config: dict, subset: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _ours(config: dict, subset: tuple, kernel: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     xtr, ytr, xte, _ = subset
-    model = KNNClassifier(resolve({"model": "knn", **config}))
+    model = KNNClassifier(resolve({"model": "knn", **config}), kernel=kernel)
     model.fit(torch.from_numpy(xtr), torch.from_numpy(ytr))
     proba = model.predict_proba(torch.from_numpy(xte)).numpy()
     return proba.argmax(1), proba
@@ -58,11 +63,82 @@ def test_agrees_with_sklearn(subset: tuple, weights: str, metric: str) -> None:
     np.testing.assert_allclose(our_proba[agree], their_proba[agree], atol=1e-5)
 
 
-def test_exact_integer_path_matches_sklearn_exactly(subset: tuple) -> None:
-    ours, our_proba = _ours({"k": 4}, subset)
-    theirs, their_proba = _sklearn({"k": 4}, subset)
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+@pytest.mark.parametrize("kernel", KERNELS_HERE)
+def test_every_exact_kernel_matches_sklearn_exactly(
+    subset: tuple, kernel: str, weights: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(knn, "TRAIN_TILE", 1008)  # 4 tiles, the last one partial
+    config = {"k": 4, "weights": weights}
+    ours, our_proba = _ours(config, subset, kernel)
+    theirs, their_proba = _sklearn(config, subset)
     assert np.array_equal(ours, theirs)
-    np.testing.assert_allclose(our_proba, their_proba, atol=1e-12)
+    np.testing.assert_allclose(our_proba, their_proba, rtol=1e-14, atol=0)
+
+
+def test_the_machine_offers_its_fast_kernels() -> None:
+    """The run-time choice sees what the CPU has (the same check as the kernels' own)."""
+    flags = (
+        set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
+    )
+    assert KERNELS_HERE[-1] == "fp32"
+    if {"amx_int8", "avx512_vnni"} & flags:
+        assert {"onednn-int8", "int-mm"} <= set(KERNELS_HERE)
+    if "avx512_bf16" in flags:
+        assert "bf16" in KERNELS_HERE
+    model = KNNClassifier(resolve({"model": "knn"})).fit(
+        torch.zeros(40, 784, dtype=torch.uint8), torch.zeros(40, dtype=torch.long)
+    )
+    assert model.kernel in KERNELS_HERE
+
+
+def _extreme_pixels(n: int, seed: int) -> torch.Tensor:
+    """Images of 0s and 255s only, and the all-0 and all-255 images: the largest sums."""
+    gen = torch.Generator().manual_seed(seed)
+    coin = torch.randint(0, 2, (n, 784), generator=gen, dtype=torch.uint8) * 255
+    return torch.cat(
+        [coin, torch.zeros(1, 784, dtype=torch.uint8), torch.full((1, 784), 255, dtype=torch.uint8)]
+    )
+
+
+@pytest.mark.parametrize("kernel", KERNELS_HERE)
+def test_kernel_scores_are_exact_at_the_largest_sums(kernel: str) -> None:
+    train = (_extreme_pixels(300, 0).int() - 128).to(torch.int8)
+    queries = (_extreme_pixels(60, 1).int() - 128).to(torch.int8)
+    half_sq = train.int().square().sum(1).float() / 2
+    scores = knn_kernels.build(kernel, train, half_sq)(queries).double()
+    exact = (queries.double() @ train.double().T) - train.double().square().sum(1) / 2
+    near = exact.abs() < knn_kernels.EXACT_SCORE  # the range the selection relies on
+    assert torch.equal(scores[near], exact[near])
+    assert ((scores - exact).abs() <= 1).all()  # one fp32 rounding beyond it
+
+
+def _agree_exactly(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> None:
+    data = (train_x, train_y, test_x, None)
+    for kernel in KERNELS_HERE:
+        for weights in ("uniform", "distance"):
+            ours, our_proba = _ours({"k": 4, "weights": weights}, data, kernel)
+            theirs, their_proba = _sklearn({"k": 4, "weights": weights}, data)
+            assert np.array_equal(ours, theirs), (kernel, weights)
+            np.testing.assert_allclose(our_proba, their_proba, rtol=1e-14, atol=0)
+
+
+def test_queries_far_from_every_training_point_agree_with_sklearn() -> None:
+    """k-th scores beyond fp32's exact range: those queries are redone in float64."""
+    gen = np.random.default_rng(3)
+    bright = gen.integers(230, 256, (300, 784), dtype=np.uint8)
+    dark = gen.integers(0, 20, (30, 784), dtype=np.uint8)
+    _agree_exactly(bright, gen.integers(0, 10, 300), dark)
+
+
+def test_equal_distances_go_to_the_lower_index_as_in_sklearn(subset: tuple) -> None:
+    """Duplicates with different labels put equal distances at the cut (and equal group
+    maxima); scikit-learn's heap keeps the lower index, and so do we."""
+    xtr, ytr, xte, _ = subset
+    dupes = np.repeat(xtr[:3], 9, axis=0)
+    train_x = np.concatenate([xtr[:500], dupes, xtr[500:1000]])
+    train_y = np.concatenate([ytr[:500], np.arange(27) % 10, ytr[500:1000]])
+    _agree_exactly(train_x, train_y, np.concatenate([xtr[:3], xte[:50]]))
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,10 @@
 Predictions follow scikit-learn's `KNeighborsClassifier` (brute force) for the same settings:
 the same distances, the same `distance` weighting (a query that equals training points takes
 their vote alone), and ties between classes go to the lowest label.
+
+Raw pixels under the euclidean metric take an exact path: integer-exact scores from the fastest
+matmul this machine offers, chosen at run time (`knn_kernels`), and a selection in which, as in
+scikit-learn's neighbour heap, of two equidistant training points the lower index is nearer.
 """
 
 from __future__ import annotations
@@ -12,30 +16,42 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-# Distances are computed in tiles of QUERY_TILE x TRAIN_TILE (15 MB of int32/fp32), small
-# enough to stay in the CPU's last-level cache between the matmul, the bias and the top-k.
-QUERY_TILE = 512
-TRAIN_TILE = 7500
+from kmnist.trainer.models import knn_kernels as kernels
+
+QUERY_TILE = 256  # queries per block: a block's scores against one training tile are 7.5 MB
+TRAIN_TILE = 15360  # training points per kernel call; a multiple of GROUP
+GROUP = 16  # the exact selection first keeps, per tile, the groups of 16 points with the best
+# maxima: a max over 16 rows of the tile is a plain vector pass, 8x cheaper than a top-k on it
 
 
 class KNNClassifier:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], kernel: str | None = None) -> None:
+        """`kernel` forces one of `knn_kernels.KERNELS` on the exact path (default: the
+        fastest this machine runs, timed once per process)."""
         self.k = config["k"]
         self.weights = config["weights"]
         self.metric = config["metric"]
         self.pca_components = config["pca_components"]
         self.standardize = config["standardize"]
-        # Raw pixels under the euclidean metric: exact integer arithmetic (see _prepare).
-        self.exact = self.metric == "euclidean" and not self.standardize and not self.pca_components
+        self.kernel = kernel
 
     def fit(self, images: torch.Tensor, labels: torch.Tensor) -> KNNClassifier:
         """Store the training set; `images` is (n, ...) uint8 or float."""
         self.n_classes = int(labels.max()) + 1
         self.labels = labels.long()
         flat = images.flatten(1)
+        self.exact = (
+            self.metric == "euclidean"
+            and not self.standardize
+            and not self.pca_components
+            and flat.shape[1] <= kernels.MAX_EXACT_DIM
+        )
         self._fit_preprocessing(flat)
         self.train = self._prepare(flat)
-        self.train_sq = _squared_norms(self.train)
+        if self.exact:
+            self._fit_exact()
+        else:
+            self.train_sq = self.train.square().sum(1)
         return self
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
@@ -70,8 +86,7 @@ class KNNClassifier:
 
     def _prepare(self, flat: torch.Tensor) -> torch.Tensor:
         if self.exact:
-            # Euclidean distance is shift-invariant: uint8 pixels shifted to int8 give exact
-            # int32 distances from one integer matmul (VNNI on CPUs that have it).
+            # Euclidean distance is shift-invariant: uint8 pixels shifted to int8.
             return (flat.int() - 128).to(torch.int8)
         data = self._standardized(flat)
         if self.components is not None:
@@ -79,19 +94,75 @@ class KNNClassifier:
         data = data.float()
         return F.normalize(data, dim=1) if self.metric == "cosine" else data
 
-    # -- search ---------------------------------------------------------------------------
+    # -- the exact path ---------------------------------------------------------------------
+    def _fit_exact(self) -> None:
+        """Pad the training set to whole groups (padding scores -inf), cut it into tiles and
+        build the kernel for each."""
+        pad = -len(self.train) % GROUP
+        self.padded = F.pad(self.train, (0, 0, 0, pad))
+        half_sq = self.train.int().square().sum(1).float() / 2  # exact: below 2**23
+        self.half_sq = F.pad(half_sq, (0, pad), value=float("inf"))
+        n = len(self.padded)
+        self.bounds = [(a, min(a + TRAIN_TILE, n)) for a in range(0, n, TRAIN_TILE)]
+        self.index_bits = n.bit_length()
+        tile = lambda a, b: (self.padded[a:b], self.half_sq[a:b])  # noqa: E731
+        if self.kernel is None:
+            probe = self.padded[:QUERY_TILE]
+            self.kernel = kernels.fastest(self.padded.device, probe, *tile(*self.bounds[0]))
+        elif self.kernel not in kernels.available(self.padded.device):
+            raise ValueError(f"kNN kernel {self.kernel!r} does not run natively here")
+        self.tiles = [kernels.build(self.kernel, *tile(a, b)) for a, b in self.bounds]
+
+    def _exact_neighbours(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = min(self.k, len(self.train))
+        values, columns = [], []
+        undecided = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
+        for (start, _), scores in zip(self.bounds, self.tiles, strict=True):
+            v, c, ambiguous = _tile_candidates(scores(queries), k)
+            values.append(v)
+            columns.append(c + start)
+            undecided |= ambiguous
+        best, index = self._best(torch.cat(values, 1).double(), torch.cat(columns, 1), k)
+        undecided |= best[:, -1] <= -kernels.EXACT_SCORE  # a k-th score rounded in fp32
+        if undecided.any():
+            best[undecided], index[undecided] = self._exact_rows(queries[undecided], k)
+        sq = queries.int().square().sum(1).double()
+        return (sq[:, None] - 2 * best).clamp_min_(0).sqrt_(), index  # |x-y|^2 = |x|^2 - 2 s
+
+    def _best(
+        self, values: torch.Tensor, columns: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k largest float64 scores, ties to the lower column: 2 * score is an integer
+        (or -inf), so score * 2**(bits + 1) - column orders both at once, exactly."""
+        key = values * 2.0 ** (self.index_bits + 1) - columns
+        pick = key.topk(min(k, key.shape[1]), 1).indices
+        return values.gather(1, pick), columns.gather(1, pick)
+
+    def _exact_rows(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float64 scores against every tile, for the rare queries whose fp32 selection is
+        not certain (equal group maxima at the cut, or a k-th neighbour very far away)."""
+        values, columns = [], []
+        for a, b in self.bounds:
+            dots = kernels.exact_dots(queries, self.padded[a:b].float().T).double()
+            index = torch.arange(a, b, device=queries.device).expand(len(queries), -1)
+            v, c = self._best(dots - self.half_sq[a:b].double(), index, k)
+            values.append(v)
+            columns.append(c)
+        return self._best(torch.cat(values, 1), torch.cat(columns, 1), k)
+
+    # -- the float path (cosine, manhattan, PCA, standardized) --------------------------------
     def _scores(self, queries: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """A score per (query, training point) in [start, stop) that ranks as the distance."""
         train = self.train[start:stop]
         if self.metric == "manhattan":
             return torch.cdist(queries, train, p=1)
-        dots = _matmul(queries, train)
+        dots = queries @ train.T
         if self.metric == "cosine":
             return dots.neg_().add_(1)
         # |a - b|^2 without the |a|^2 term, which is the same for every b of one query.
         return torch.add(self.train_sq[start:stop], dots, alpha=-2, out=dots)
 
-    def _neighbours(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _float_neighbours(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Distances (float64) and indices of each query's k nearest training points."""
         k = min(self.k, len(self.train))
         scores, indices = [], []
@@ -104,11 +175,13 @@ class KNNClassifier:
         index = torch.cat(indices, 1).gather(1, pick)
         dist = best.double()
         if self.metric == "euclidean":
-            dist = (dist + _squared_norms(queries).double()[:, None]).clamp_min_(0).sqrt_()
+            dist = (dist + queries.square().sum(1).double()[:, None]).clamp_min_(0).sqrt_()
         return dist, index
 
+    # -- votes ----------------------------------------------------------------------------------
     def _votes(self, queries: torch.Tensor) -> torch.Tensor:
-        dist, index = self._neighbours(queries)
+        neighbours = self._exact_neighbours if self.exact else self._float_neighbours
+        dist, index = neighbours(queries)
         votes = torch.zeros(
             len(queries), self.n_classes, dtype=torch.float64, device=queries.device
         )
@@ -123,15 +196,24 @@ class KNNClassifier:
         return torch.where(exact.any(1, keepdim=True), exact.double(), inverse)
 
 
-def _squared_norms(data: torch.Tensor) -> torch.Tensor:
-    return data.int().square().sum(1) if data.dtype == torch.int8 else data.square().sum(1)
+def _tile_candidates(
+    scores: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The scores and columns of the k groups with the largest maxima in one tile, and which
+    queries had equal maxima at the cut (their k groups are not certain).
 
-
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b.T; for int8 inputs accumulated exactly in int32."""
-    if a.dtype != torch.int8:
-        return a @ b.T
-    if a.device.type == "cpu":
-        return torch._int_mm(a, b.T)  # oneDNN's int8 kernel
-    # Elsewhere fp32 is exact too: every partial sum is an integer below 128 * 128 * 784 < 2**24.
-    return (a.float() @ b.float().T).int()
+    Group c holds the columns c, c + w, ..., c + 15 w (w = width / 16). Any of the tile's k
+    best points lies in one of those k groups: outside them, each of the k groups' maxima beats
+    it. Within the groups, the caller's exact ordering decides.
+    """
+    rows, width = scores.shape
+    stride = width // GROUP
+    maxima = scores.view(rows, GROUP, stride).amax(1)
+    top, groups = maxima.topk(min(k + 1, stride), 1)
+    if stride > k:
+        ambiguous = (top[:, k - 1] == top[:, k]) & (top[:, k - 1] > float("-inf"))
+    else:
+        ambiguous = torch.zeros(rows, dtype=torch.bool, device=scores.device)
+    offsets = torch.arange(0, width, stride, device=scores.device)
+    columns = (groups[:, None, :k] + offsets[None, :, None]).reshape(rows, -1)
+    return scores.gather(1, columns), columns, ambiguous
