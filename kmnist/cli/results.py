@@ -78,7 +78,7 @@ def best(
 
 
 def _winner_table(winner: artifacts.Artifact, info: SweepInfo) -> Table:
-    table = Table(title=f"{info.sweep_id}: best trial {winner.number} ({HYGIENE})")
+    table = Table(title=f"{info.sweep_id}: best trial {winner.number}", caption=HYGIENE)
     table.add_column("key")
     table.add_column("value", justify="right")
     table.add_row(info.metric, _fmt(winner.value))

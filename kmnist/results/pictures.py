@@ -113,7 +113,7 @@ def best_trial_sections(
     arrays = best.arrays()
     y, probs = arrays["test_labels"], arrays["test_probs"]
     title = f"Best trial {best.number}: test confusion matrix (off-diagonal errors)"
-    out: list[Plot | str] = [Plot(title, confusion_figure(y, probs.argmax(1), title))]
+    out: list[Plot | str] = [Plot(title, confusion_figure(y, probs.argmax(1), title=""))]
     out.append(f"<h2>Best trial {best.number}: misclassified test images</h2>")
     if test_images is None:
         out.append(caption("The KMNIST test images are not on this machine."))
