@@ -102,7 +102,7 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
 @click.option("--count", type=click.IntRange(min=1), help="Run at most this many trials.")
 @click.option("--device", help="cuda, cuda:1, mps or cpu [default: the best available].")
 @click.option("--gpus", help="'all' or a list such as 0,1: one agent process per GPU.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for this agent.")
+@click.option("--threads", type=click.IntRange(1, 1024), help="CPU threads for this agent.")
 @click.option(
     "--max-failures",
     default=5,
