@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from kmnist.errors import UserError
 
+STORAGE_ENV = "KMNIST_SWEEP_STORAGE"  # the `--storage` option's variable
+
 
 def gpu_ids(value: str) -> list[str] | None:
     """`--gpus` as GPU ids: 'all' -> None (every GPU there is), '0,2' -> ['0', '2']."""
@@ -54,18 +56,27 @@ def start(commands: Sequence[list[str]], env: Mapping[str, str] | None = None) -
     return [subprocess.Popen(command, env=env) for command in commands]
 
 
-def per_gpu(devices: Sequence[str], argv: Sequence[str]) -> int:
-    """`argv` (an `agent` command line) once per device, pinned to it; the worst exit code."""
-    base = without_option(argv, "--gpus")
-    return wait_all(start([cli(*base, "--device", device) for device in devices]))
+def per_gpu(devices: Sequence[str], argv: Sequence[str], storage: str | None = None) -> int:
+    """`argv` (an `agent` command line) once per device, pinned to it; the worst exit code.
+
+    The storage goes to the children through the environment, never on their command line,
+    where any user of the host could read its password.
+    """
+    base = without_option(without_option(argv, "--gpus"), "--storage")
+    commands = [cli(*base, "--device", device) for device in devices]
+    return wait_all(start(commands, storage_env(storage)))
 
 
 def local_agents(sweep_id: str, agents: int, storage: str | None = None) -> list:
     """`agents` quiet agent processes on the sweep, sharing this host's cores."""
     threads = max(1, (os.cpu_count() or 1) // agents)  # oversubscribed cores thrash
     command = cli("agent", sweep_id, "--quiet", "--threads", str(threads))
-    env = {**os.environ, **({"KMNIST_SWEEP_STORAGE": storage} if storage else {})}
-    return start([command] * agents, env)
+    return start([command] * agents, storage_env(storage))
+
+
+def storage_env(storage: str | None) -> dict[str, str]:
+    """This environment, with the storage the children use (read by their --storage)."""
+    return {**os.environ, **({STORAGE_ENV: storage} if storage else {})}
 
 
 def without_option(argv: Sequence[str], name: str) -> list[str]:

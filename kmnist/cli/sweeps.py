@@ -22,6 +22,7 @@ from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
 from kmnist.backends import open_sweep
 from kmnist.cli.options import STORAGE, lease_options
+from kmnist.masking import mask
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
 
@@ -36,7 +37,7 @@ err_console = Console(stderr=True)
 
 
 def _say(line: str) -> None:
-    err_console.print(line, highlight=False, soft_wrap=True)
+    err_console.print(mask(line), highlight=False, soft_wrap=True)
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -88,8 +89,6 @@ def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
 def _agent_command(sweep_id: str, storage: str | None) -> str:
     words = ["kmnist-sweep", "agent", sweep_id]
     if storage:
-        from kmnist.backends.optuna.storage import mask
-
         words += ["--storage", mask(storage)]
     return shlex.join(words)
 
@@ -138,7 +137,7 @@ def agent(
 
     devices = spawn.local_devices(gpus)
     if len(devices) > 1:
-        sys.exit(spawn.per_gpu(devices, sys.argv[1:]))
+        sys.exit(spawn.per_gpu(devices, sys.argv[1:], storage))
     device = _pick_device(devices, device, lease_dir, gpu_share)
     sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode))
     summary = _work(sweep, device, count, max_failures, threads, quiet)

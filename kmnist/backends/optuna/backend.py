@@ -40,6 +40,7 @@ from kmnist.backends.optuna.storage import (
 )
 from kmnist.backends.optuna.trial_locks import TrialLocks
 from kmnist.errors import UserError
+from kmnist.masking import mask
 from kmnist.sweep import SweepSpec
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
@@ -382,6 +383,4 @@ def _record(t: FrozenTrial) -> TrialRecord:
 
 
 def _shown(url: str) -> str:
-    from kmnist.backends.optuna.storage import mask
-
     return mask(url)

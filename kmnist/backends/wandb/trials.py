@@ -18,6 +18,7 @@ from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.offline import sweep_dir
 from kmnist.backends.wandb.params import model_family
 from kmnist.backends.wandb.run import TrialRuns
+from kmnist.masking import mask
 
 PROJECT = "kmnist-sweep"
 # The agent's statuses as W&B runs show them: an Optuna "stopped" trial was pruned.
@@ -79,6 +80,5 @@ def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> No
     try:
         fn(*args)
     except Exception as exc:
-        print(
-            f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})", file=sys.stderr
-        )
+        warning = f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})"
+        print(mask(warning), file=sys.stderr)
