@@ -1,16 +1,19 @@
 """Agent processes on this host: one per GPU (`agent --gpus`), or N on a sweep (`run`).
 
-Each child is `kmnist-sweep agent ...` run by this interpreter (no PATH lookup). Ctrl-C while
-waiting sends each child SIGTERM, so each ends its trial at its next epoch and queues it again.
+Each child is `kmnist-sweep agent ...` run by this interpreter (no PATH lookup). Ctrl-C,
+SIGTERM or SIGHUP (a closed terminal) while waiting sends each child SIGTERM, so each ends its
+trial at its next epoch and queues it again, and the parent waits for them to do so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from kmnist.errors import UserError
 
@@ -98,10 +101,30 @@ def terminate(procs: Sequence[subprocess.Popen]) -> None:
 
 
 def wait_all(procs: Sequence[subprocess.Popen]) -> int:
-    """Wait for every process (Ctrl-C: SIGTERM them, wait again); the worst exit code."""
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        terminate(procs)
-        codes = [p.wait() for p in procs]
+    """Wait for every process (Ctrl-C, SIGTERM, SIGHUP: SIGTERM them, wait again); the worst
+    exit code."""
+    with forwarding_stops(procs):
+        try:
+            codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:
+            terminate(procs)
+            codes = [p.wait() for p in procs]
     return max(codes, default=0)
+
+
+@contextlib.contextmanager
+def forwarding_stops(procs: Sequence[subprocess.Popen]) -> Iterator[None]:
+    """While inside: SIGTERM or SIGHUP to this process is passed on to `procs` as SIGTERM."""
+
+    def forward(signum: int, frame: Any) -> None:
+        terminate(procs)
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

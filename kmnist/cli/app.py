@@ -120,9 +120,11 @@ def train(
     as_json: bool,
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
+    from kmnist.agent.device import check as check_device
     from kmnist.trainer import train as trainer
 
     config = resolve(parse_overrides(ctx.args))
+    device = check_device(device)
     dataset = kdata.load(data_dir)
     wandb_run = _wandb_run(config, project) if use_wandb else None
     epochs = 1 if config["model"] == "knn" else config["epochs"]

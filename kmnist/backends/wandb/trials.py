@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kmnist.backends import Sweep, Ticket
+from kmnist.backends import Sweep, Ticket, TrialLost
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.offline import sweep_dir
 from kmnist.backends.wandb.params import model_family
@@ -70,9 +70,14 @@ class WandbLoggedSweep:
         history: list[dict[str, float]],
         reason: str = "",
     ) -> None:
-        self.sweep.finish(ticket, status, summary, history, reason)
-        shown = RUN_STATUS.get(status, status)
-        _mirror(ticket, "W&B run not closed", self.runs.close, ticket, shown, summary, reason)
+        try:
+            self.sweep.finish(ticket, status, summary, history, reason)
+        except TrialLost as lost:  # another agent runs it now: this run ends as interrupted
+            status, reason = "interrupted", str(lost)
+            raise
+        finally:
+            shown = RUN_STATUS.get(status, status)
+            _mirror(ticket, "W&B run not closed", self.runs.close, ticket, shown, summary, reason)
 
 
 def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> None:
