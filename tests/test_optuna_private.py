@@ -37,7 +37,7 @@ def test_installed_optuna_is_the_locked_one() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-def test_stale_trial_ids_finds_a_trial_whose_heartbeat_stopped(tmp_path: Path) -> None:
+def test_heartbeat_silences_reads_each_running_trials_last_beat(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         storage = RDBStorage(
@@ -53,6 +53,7 @@ def test_stale_trial_ids_finds_a_trial_whose_heartbeat_stopped(tmp_path: Path) -
     storage.record_heartbeat(ids[silent.number])
     time.sleep(2.5)  # past the grace period
     storage.record_heartbeat(ids[alive.number])
-    stale = private.stale_trial_ids(storage, study_id)
-    # A trial that never beat is not stale (its agent may not have started): as Optuna reads it.
-    assert stale == [ids[silent.number]], f"private.stale_trial_ids changed: {RECHECK}"
+    silences = private.heartbeat_silences(storage, study_id)
+    assert set(silences) == set(ids.values()), f"private.heartbeat_silences changed: {RECHECK}"
+    assert silences[ids[quiet.number]] is None  # never beat
+    assert silences[ids[silent.number]] > 2.0 > silences[ids[alive.number]], RECHECK

@@ -18,6 +18,7 @@ from typing import Any
 
 from kmnist.agent.spawn import gpu_ids
 from kmnist.errors import UserError, first_line
+from kmnist.masking import mask
 
 LABEL = "io.kmnist-sweep.agent"  # on every container launch starts: --down finds them by it
 SWEEP_LABEL = "io.kmnist-sweep.sweep"
@@ -96,8 +97,9 @@ def check_storage(storage: str | None) -> None:
 
     if storage and is_host_local(storage):
         raise UserError(
-            f"--storage {storage}: a journal file on this host is out of the containers' reach; "
-            "use postgresql://... or redis://... (e.g. the compose `offline` profile's postgres)"
+            f"--storage {mask(storage)}: a journal file on this host is out of the containers' "
+            "reach; use postgresql://... or redis://... "
+            "(e.g. the compose `offline` profile's postgres)"
         )
 
 

@@ -186,12 +186,13 @@ def _exit_on_sigterm() -> Any:
     def leave(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
-    try:
-        previous = signal.signal(signal.SIGTERM, leave)
+    try:  # SIGHUP too: a closed terminal, as the agent loop treats it
+        previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
     except ValueError:  # not the main thread: the caller handles signals
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -2,30 +2,52 @@
 
 The one loop for every engine (an Optuna study, or W&B's agent behind `WandbSweep`): failure
 policy, `--count`, signals and the summary live here once. The dataset is loaded once per
-agent, when its first trial arrives, and reused by every trial. A failing trial is recorded with
-its reason and the agent goes on, until `max_failures` fail in a row. SIGTERM or Ctrl-C ends
-the running trial at its next epoch, records it as interrupted (queued to run again), and
-exits 0; a second Ctrl-C exits at once (other agents then find the trial's owner dead and
-re-queue it). However the loop ends, the sweep is closed.
+agent, when its first trial arrives, and reused by every trial.
+
+Failures: a trial that fails is recorded with its reason and the agent goes on, until
+`max_failures` fail in a row. A trial that fails because of the device (out of memory, a CUDA
+error: `device.failure_kind`) is not the trial's fault: it is queued to run again, so it uses
+up no run_cap, and the agent stops (exit 1) at once on a device error, or after
+`max_memory_failures` out-of-memory trials in a row.
+
+Stopping: SIGTERM, SIGHUP (a closed terminal) or Ctrl-C end the running trial at its next
+epoch, record it as interrupted (queued to run again), and exit 0; a second Ctrl-C exits at once
+(other agents then find the trial's owner dead and re-queue it). When no trial is left to start
+but some still run elsewhere, the agent waits (unless `wait` is off: `--no-wait`, `--count`):
+should one of their agents die, its trial comes back, and this agent runs it. A trial the sweep
+took back while this agent was stopped (SIGSTOP, a paused VM) is dropped with one line, and the
+agent goes on. However the loop ends, the sweep is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist.backends import Sweep, SweepDone, SweepPaused, Ticket
+from kmnist.agent.device import failure_kind
+from kmnist.backends import Sweep, SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
 from kmnist.contract import TrialResult
 from kmnist.errors import UserError
+from kmnist.masking import mask
 from kmnist.trainer import data as kdata
 from kmnist.trainer import train
 
 PAUSE_POLL_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2  # a paused agent looks at its stop flag this often
+# Signals that end the agent after the running trial's next epoch; SIGINT twice: at once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Below the engine's 3 retries of a trial: an agent whose device runs out of memory on every
+# trial stops before any of them is failed for good (counted against run_cap).
+MAX_MEMORY_FAILURES = 3
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -40,6 +62,19 @@ class AgentSummary:
 
     def add(self, status: str) -> None:
         self.counts[status] = self.counts.get(status, 0) + 1
+
+    @property
+    def ran(self) -> int:
+        """Trials this agent took to the end (a dropped one was not its to finish)."""
+        return sum(n for status, n in self.counts.items() if status != "lost")
+
+
+@dataclass
+class _Streak:
+    """Failures in a row, by kind: a trial's own, and its device running out of memory."""
+
+    failed: int = 0
+    memory: int = 0
 
 
 class _TrialReporter:
@@ -63,12 +98,18 @@ class Agent:
         data: kdata.Kmnist | None = None,
         on_trial: Callable[[Ticket, TrialResult], None] | None = None,
         keep: Callable[[Ticket, TrialResult], None] | None = None,
+        wait: bool = True,
+        say: Callable[[str], None] = _stderr,
+        max_memory_failures: int = MAX_MEMORY_FAILURES,
     ) -> None:
         self.sweep, self.device, self.count = sweep, device, count
         self.max_failures = max_failures
+        self.max_memory_failures = max_memory_failures
         self.data = data
         self.on_trial = on_trial
         self.keep = keep  # stores a trial's outputs before its result is sent
+        self.wait = wait  # for trials running elsewhere, when none is left to start
+        self.say = say  # lines shown even with --quiet: why a trial was dropped, waiting
         self.stopping = False
         self.stopped_by: int | None = None  # the signal that is ending the agent
 
@@ -83,30 +124,57 @@ class Agent:
         return summary
 
     def _loop(self, summary: AgentSummary) -> None:
-        failures_in_a_row = 0
+        streak = _Streak()
+        waiting_for = ""  # what the agent said it waits for, said once
         while not self.stopping and not self._ran_count(summary):
             try:
                 ticket = self.sweep.next_trial()
+            except SweepDraining as draining:
+                if not self.wait:
+                    summary.reason = f"sweep finished: {draining} (not waiting for them)"
+                    return
+                if str(draining) != waiting_for:
+                    waiting_for = str(draining)
+                    self.say(f"{draining}: waiting, should their agents die (--no-wait exits now)")
+                self._sleep(PAUSE_POLL_SECONDS)
+                continue
             except SweepPaused:
                 self._sleep(PAUSE_POLL_SECONDS)
                 continue
             except SweepDone as done:
                 summary.reason = f"sweep finished: {done}"
                 return
-            status = self._run_trial(ticket)
+            waiting_for = ""
+            status, reason = self._run_trial(ticket)
             summary.add(status)
-            failures_in_a_row = failures_in_a_row + 1 if status == "failed" else 0
-            if failures_in_a_row >= self.max_failures:
-                summary.ok = False
-                summary.reason = (
-                    f"stopped after {failures_in_a_row} failed trials in a row "
-                    "(see `kmnist-sweep leaderboard` for their reasons)"
-                )
+            if why := self._give_up(streak, status, reason):
+                summary.ok, summary.reason = False, why
                 return
         summary.reason = self._why_stopped()
 
+    def _give_up(self, streak: _Streak, status: str, reason: str) -> str:
+        """Why the agent must stop after this trial, or "" to go on."""
+        kind = failure_kind(reason) if status == "interrupted" and reason else None
+        streak.failed = streak.failed + 1 if status == "failed" else 0
+        streak.memory = streak.memory + 1 if kind == "memory" else 0
+        where = self.device or "the default device"
+        if kind == "device":
+            why = reason.strip().splitlines()[0]
+            return f"stopped: {where} failed ({why}); the trial is queued to run again"
+        if streak.memory >= self.max_memory_failures:
+            return (
+                f"stopped: {streak.memory} trials in a row ran out of memory on {where}; "
+                "they are queued to run again (free the device, or give this agent a larger one)"
+            )
+        if streak.failed >= self.max_failures:
+            return (
+                f"stopped after {streak.failed} failed trials in a row "
+                "(see `kmnist-sweep leaderboard` for their reasons)"
+            )
+        return ""
+
     def _ran_count(self, summary: AgentSummary) -> bool:
-        return self.count is not None and sum(summary.counts.values()) >= self.count
+        return self.count is not None and summary.ran >= self.count
 
     def _why_stopped(self) -> str:
         if not self.stopping:
@@ -120,19 +188,26 @@ class Agent:
         while not self.stopping and time.monotonic() < deadline:
             time.sleep(STOP_POLL_SECONDS)
 
-    def _run_trial(self, ticket: Ticket) -> str:
+    def _run_trial(self, ticket: Ticket) -> tuple[str, str]:
+        """Train and record one trial; its status and reason ("lost": dropped here)."""
         if ticket.refused:  # the engine knows it cannot run: recorded, never trained
             result = TrialResult("failed", reason=ticket.refused)
         else:
             result = self._train(ticket)
+        if result.status == "failed" and not ticket.refused and failure_kind(result.reason):
+            result.status = "interrupted"  # the device failed, not the trial: run it again
         if self.stopping and result.status == "stopped":
             result.status, result.reason = "interrupted", "agent interrupted"
         if self.keep:
             self.keep(ticket, result)
-        self.sweep.finish(ticket, result.status, result.summary, result.history, result.reason)
+        try:
+            self.sweep.finish(ticket, result.status, result.summary, result.history, result.reason)
+        except TrialLost as lost:
+            self.say(mask(str(lost)))
+            return "lost", str(lost)
         if self.on_trial:
             self.on_trial(ticket, result)
-        return result.status
+        return result.status, result.reason
 
     def _train(self, ticket: Ticket) -> TrialResult:
         try:
@@ -141,14 +216,16 @@ class Agent:
         except KeyboardInterrupt:
             self.sweep.finish(ticket, "interrupted", {}, [], "agent interrupted")
             raise
+        except TrialLost as lost:  # taken back while this agent was stopped: finish drops it
+            return TrialResult("interrupted", reason=str(lost))
         except UserError as exc:
             if self.data is None:  # no data for any trial: give this one back, and stop
                 self.sweep.finish(ticket, "interrupted", {}, [], "agent could not load the data")
                 raise
             # a config the trainer refuses (bad parameter combination)
-            return TrialResult("failed", reason=str(exc))
+            return TrialResult("failed", reason=mask(str(exc)))
         except Exception as exc:  # any crash of one trial is recorded, not fatal
-            return TrialResult("failed", reason=f"{type(exc).__name__}: {exc}")
+            return TrialResult("failed", reason=mask(f"{type(exc).__name__}: {exc}"))
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def handle(signum: int, frame: Any) -> None:
@@ -158,7 +235,7 @@ class Agent:
             self.stopped_by = self.stopped_by or signum
 
         previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             # Outside the main thread signals cannot be caught here: the caller handles them.
             with contextlib.suppress(ValueError):
                 previous[sig] = signal.signal(sig, handle)

@@ -1,18 +1,23 @@
 """Agent processes on this host: one per GPU (`agent --gpus`), or N on a sweep (`run`).
 
-Each child is `kmnist-sweep agent ...` run by this interpreter (no PATH lookup). Ctrl-C while
-waiting sends each child SIGTERM, so each ends its trial at its next epoch and queues it again.
+Each child is `kmnist-sweep agent ...` run by this interpreter (no PATH lookup). Ctrl-C,
+SIGTERM or SIGHUP (a closed terminal) while waiting sends each child SIGTERM, so each ends its
+trial at its next epoch and queues it again, and the parent waits for them to do so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from kmnist.errors import UserError
+
+STORAGE_ENV = "KMNIST_SWEEP_STORAGE"  # the `--storage` option's variable
 
 
 def gpu_ids(value: str) -> list[str] | None:
@@ -54,18 +59,27 @@ def start(commands: Sequence[list[str]], env: Mapping[str, str] | None = None) -
     return [subprocess.Popen(command, env=env) for command in commands]
 
 
-def per_gpu(devices: Sequence[str], argv: Sequence[str]) -> int:
-    """`argv` (an `agent` command line) once per device, pinned to it; the worst exit code."""
-    base = without_option(argv, "--gpus")
-    return wait_all(start([cli(*base, "--device", device) for device in devices]))
+def per_gpu(devices: Sequence[str], argv: Sequence[str], storage: str | None = None) -> int:
+    """`argv` (an `agent` command line) once per device, pinned to it; the worst exit code.
+
+    The storage goes to the children through the environment, never on their command line,
+    where any user of the host could read its password.
+    """
+    base = without_option(without_option(argv, "--gpus"), "--storage")
+    commands = [cli(*base, "--device", device) for device in devices]
+    return wait_all(start(commands, storage_env(storage)))
 
 
 def local_agents(sweep_id: str, agents: int, storage: str | None = None) -> list:
     """`agents` quiet agent processes on the sweep, sharing this host's cores."""
     threads = max(1, (os.cpu_count() or 1) // agents)  # oversubscribed cores thrash
     command = cli("agent", sweep_id, "--quiet", "--threads", str(threads))
-    env = {**os.environ, **({"KMNIST_SWEEP_STORAGE": storage} if storage else {})}
-    return start([command] * agents, env)
+    return start([command] * agents, storage_env(storage))
+
+
+def storage_env(storage: str | None) -> dict[str, str]:
+    """This environment, with the storage the children use (read by their --storage)."""
+    return {**os.environ, **({STORAGE_ENV: storage} if storage else {})}
 
 
 def without_option(argv: Sequence[str], name: str) -> list[str]:
@@ -87,10 +101,30 @@ def terminate(procs: Sequence[subprocess.Popen]) -> None:
 
 
 def wait_all(procs: Sequence[subprocess.Popen]) -> int:
-    """Wait for every process (Ctrl-C: SIGTERM them, wait again); the worst exit code."""
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        terminate(procs)
-        codes = [p.wait() for p in procs]
+    """Wait for every process (Ctrl-C, SIGTERM, SIGHUP: SIGTERM them, wait again); the worst
+    exit code."""
+    with forwarding_stops(procs):
+        try:
+            codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:
+            terminate(procs)
+            codes = [p.wait() for p in procs]
     return max(codes, default=0)
+
+
+@contextlib.contextmanager
+def forwarding_stops(procs: Sequence[subprocess.Popen]) -> Iterator[None]:
+    """While inside: SIGTERM or SIGHUP to this process is passed on to `procs` as SIGTERM."""
+
+    def forward(signum: int, frame: Any) -> None:
+        terminate(procs)
+
+    previous = {}
+    with contextlib.suppress(ValueError):  # not the main thread: the caller handles signals
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -26,6 +26,17 @@ class SweepPaused(Exception):
     """No trial for now: the sweep is paused; ask again later."""
 
 
+class SweepDraining(SweepDone):
+    """Done handing out new trials (run_cap reached, grid run), but trials still run elsewhere:
+    should one of their agents die, its trial is queued again, and the next ask gets it. A
+    caller that may wait for that (the agent) catches this before SweepDone."""
+
+
+class TrialLost(Exception):
+    """The trial is no longer this agent's: the sweep gave it up as dead (its agent was silent
+    past the heartbeat window, e.g. stopped or paused) and queued it to run again elsewhere."""
+
+
 class UnknownSweep(UserError):
     """The sweep id names no sweep in this storage."""
 
@@ -72,6 +83,8 @@ class SweepInfo:
     state: str  # running, paused or stopped
     run_cap: int | None = None
     agents_alive: int = 0  # agents whose running trial shows they are alive
+    # Running trials whose agent looks dead (free lock, silent heartbeat): number -> why.
+    dead: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kmnist import masking
 from kmnist.errors import StorageFault, UserError
+from kmnist.masking import mask
 from kmnist.trainer import data as kdata
 from kmnist.trainer.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
 
@@ -24,7 +28,16 @@ err_console = Console(stderr=True)
 
 class Cli(click.Group):
     """Bad input, from the command line or the library, as one line on stderr and exit code 2;
-    a storage that cannot take a write (disk full) as one line and exit code 1."""
+    a storage that cannot take a write (disk full) as one line and exit code 1.
+
+    Secrets given on the command line are known to the mask from the start, and the process's
+    own argv is masked once click has read it: W&B records `sys.argv` in every run's metadata.
+    """
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **kwargs: Any) -> Any:
+        words = list(sys.argv[1:] if args is None else args)
+        hide_secrets(words)
+        return super().main(words, *rest, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -39,8 +52,30 @@ class Cli(click.Group):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]Error:[/red] {mask(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
+
+
+def hide_secrets(words: Sequence[str]) -> None:
+    """Remember the passwords in `words`, mask this process's argv, and mask any traceback."""
+    for word in words:
+        masking.remember(word)
+    sys.argv[:] = masking.mask_argv(sys.argv)
+    sys.excepthook = _masked_excepthook
+    threading.excepthook = _masked_thread_excepthook
+
+
+def _masked_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A traceback is a bug to report; one that quotes a secret must not show it."""
+    sys.stderr.write(mask("".join(traceback.format_exception(kind, exc, tb))))
+
+
+def _masked_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    lines = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+    where = args.thread.name if args.thread else "a thread"
+    sys.stderr.write(mask(f"Exception in {where}:\n" + "".join(lines)))
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,9 +124,11 @@ def train(
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
     config = resolve(parse_overrides(ctx.args))
-    dataset = kdata.load(data_dir)
-    from kmnist.trainer import train as trainer  # torch: seconds, after the cheap checks
+    from kmnist.agent.device import check as check_device  # torch: seconds, after cheap checks
+    from kmnist.trainer import train as trainer
 
+    device = check_device(device)
+    dataset = kdata.load(data_dir)
     wandb_run = _wandb_run(config, project) if use_wandb else None
     epochs = 1 if config["model"] == "knn" else config["epochs"]
     with _progress(quiet=as_json) as bar:

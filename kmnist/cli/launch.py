@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 
 from kmnist.agent import containers
+from kmnist.masking import mask
 
 err_console = Console(stderr=True)
 
@@ -57,8 +58,6 @@ def launch(
 
 
 def _print_started(specs: list[containers.AgentSpec], started: list) -> None:
-    from kmnist.backends.optuna.storage import mask
-
     for spec, container in zip(specs, started, strict=True):
         where = f"GPU {spec.gpu}" if spec.gpu else "CPU"
         storage = spec.environment.get("KMNIST_SWEEP_STORAGE")

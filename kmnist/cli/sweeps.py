@@ -22,6 +22,7 @@ from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
 from kmnist.backends import artifact_dir, open_sweep
 from kmnist.cli.options import ARTIFACTS, STORAGE, lease_options
+from kmnist.masking import mask
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
 
@@ -37,7 +38,7 @@ err_console = Console(stderr=True)
 
 
 def _say(line: str) -> None:
-    err_console.print(line, highlight=False, soft_wrap=True)
+    err_console.print(mask(line), highlight=False, soft_wrap=True)
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -89,8 +90,6 @@ def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
 def _agent_command(sweep_id: str, storage: str | None) -> str:
     words = ["kmnist-sweep", "agent", sweep_id]
     if storage:
-        from kmnist.backends.optuna.storage import mask
-
         words += ["--storage", mask(storage)]
     return shlex.join(words)
 
@@ -111,6 +110,12 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
     help="Stop after this many failed trials in a row.",
 )
 @click.option("--quiet", is_flag=True, help="No line per trial.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Exit when no trial is left to start, even while trials still run elsewhere "
+    "[default: wait for them, and run any whose agent dies; --count implies it].",
+)
 @click.option(
     "--wandb",
     "wandb_mode",
@@ -137,6 +142,7 @@ def agent(
     threads: int | None,
     max_failures: int,
     quiet: bool,
+    no_wait: bool,
     wandb_mode: str | None,
     keep: int,
     artifacts_root: Path | None,
@@ -146,15 +152,17 @@ def agent(
     """Work through sweep SWEEP_ID: pull trials, train them here, report back.
 
     SWEEP_ID with slashes (entity/project/id) is a W&B sweep: W&B hands out the runs."""
+    from kmnist.agent.device import check as check_device
     from kmnist.cli.wandb_commands import wandb_mode as default_wandb_mode
 
     devices = spawn.local_devices(gpus)
     if len(devices) > 1:
-        sys.exit(spawn.per_gpu(devices, sys.argv[1:]))
-    device = _pick_device(devices, device, lease_dir, gpu_share)
+        sys.exit(spawn.per_gpu(devices, sys.argv[1:], storage))
+    device = check_device(_pick_device(devices, device, lease_dir, gpu_share))
     sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode))
     keeper = _keeper(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
-    summary = _work(sweep, device, count, max_failures, threads, quiet, keeper)
+    wait = not no_wait and count is None
+    summary = _work(sweep, device, count, max_failures, threads, quiet, wait, keeper)
     # One line however long: scripts and people read the last line for why the agent stopped.
     _say(f"agent done: {summary.line()}")
     sys.exit(0 if summary.ok else 1)
@@ -178,6 +186,7 @@ def _work(
     max_failures: int,
     threads: int | None,
     quiet: bool,
+    wait: bool,
     keeper: ArtifactKeeper | None = None,
 ) -> AgentSummary:
     import torch
@@ -187,7 +196,10 @@ def _work(
     if threads:
         torch.set_num_threads(threads)
     on_trial = None if quiet else _print_trial
-    return Agent(sweep, device, count, max_failures, on_trial=on_trial, keep=keeper).run()
+    agent = Agent(
+        sweep, device, count, max_failures, on_trial=on_trial, keep=keeper, wait=wait, say=_say
+    )
+    return agent.run()
 
 
 def _keeper(sweep: Sweep, root: Path, keep: int) -> ArtifactKeeper | None:
@@ -226,7 +238,8 @@ def run(file: Path, agents: int | None, storage: str | None, name: str | None) -
     _say(f"sweep {sweep_id}: {agents} local agent(s); follow with `kmnist-sweep status {sweep_id}`")
     procs = spawn.local_agents(sweep_id, agents, storage)
     sweep = open_sweep(sweep_id, storage)
-    _follow(sweep, procs)
+    with spawn.forwarding_stops(procs):  # `kill` or a closed terminal: the agents stop too
+        _follow(sweep, procs)
     code = spawn.wait_all(procs)
     _print_leaderboard(sweep, "table", top=None)
     sys.exit(code)
@@ -309,7 +322,10 @@ def status(sweep_id: str, storage: str | None) -> None:
     info = sweep.info()
     eta = progress(sweep.trials(), info).eta_minutes
     line = f"state {info.state}; agents alive {info.agents_alive}"
-    console.print(line + (f"; ETA {eta:.1f} min" if eta is not None else ""))
+    if info.dead:
+        why = ", ".join(f"trial {n}: {reason}" for n, reason in sorted(info.dead.items()))
+        line += f"; agents dead {len(info.dead)} ({why})"
+    console.print(line + (f"; ETA {eta:.1f} min" if eta is not None else ""), soft_wrap=True)
 
 
 @click.command()

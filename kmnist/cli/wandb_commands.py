@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from kmnist.backends.wandb import backend as wandb_backend
+from kmnist.masking import mask
 
 
 def say(line: str) -> None:
-    click.echo(line, err=True)
+    click.echo(mask(line), err=True)
 
 
 # -- create ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.exceptions import ExperimentalWarning
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
@@ -26,13 +26,15 @@ from optuna.trial import FrozenTrial, TrialState
 from kmnist.backends import (
     Plot,
     SweepDone,
+    SweepDraining,
     SweepInfo,
     SweepPaused,
     Ticket,
+    TrialLost,
     TrialRecord,
     UnknownSweep,
 )
-from kmnist.backends.optuna import private
+from kmnist.backends.optuna import heartbeats
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
@@ -43,6 +45,7 @@ from kmnist.backends.optuna.storage import (
 )
 from kmnist.backends.optuna.trial_locks import TrialLocks
 from kmnist.errors import StorageFault, UserError
+from kmnist.masking import mask
 from kmnist.sweep import SweepSpec
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
@@ -133,6 +136,8 @@ class OptunaSweep:
         self.lock_grace: float = GRACE_SECONDS  # running this long with no lock: owner gone
         self._heartbeats: dict[int, threading.Event] = {}
         self._fault: StorageFault | None = None  # a write that failed mid-trial (disk full)
+        if isinstance(self.storage, RDBStorage):
+            heartbeats.apply_window(self.storage)
 
     # -- handing out trials ------------------------------------------------------------------
     def next_trial(self) -> Ticket:
@@ -148,7 +153,7 @@ class OptunaSweep:
         self._start_heartbeat(trial)
         if self._over_cap(trial.number):
             self._discard(trial, "run_cap reached while it was asked")
-            raise SweepDone(f"run_cap {self.plan.run_cap} reached")
+            raise self._done(f"run_cap {self.plan.run_cap} reached")
         config = suggest_config(trial, self.spec)
         trial.set_user_attr("config", config)
         frozen = self.storage.get_trial(self._trial_id(trial.number))
@@ -168,7 +173,7 @@ class OptunaSweep:
         if any(self.plan.target_reached(t.value) for t in done):
             raise SweepDone(f"target {self.spec.metric.name} = {self.plan.target} reached")
         if self.plan.run_cap is not None and _counted(trials) >= self.plan.run_cap:
-            raise SweepDone(f"run_cap {self.plan.run_cap} reached")
+            raise self._done(f"run_cap {self.plan.run_cap} reached")
         waiting = any(t.state == TrialState.WAITING for t in trials)
         sampler = self.plan.sampler
         if (
@@ -176,7 +181,14 @@ class OptunaSweep:
             and isinstance(sampler, optuna.samplers.GridSampler)
             and sampler.is_exhausted(self.study)
         ):
-            raise SweepDone("every grid point has been run")
+            raise self._done("every grid point has been run")
+
+    def _done(self, why: str) -> SweepDone:
+        """Done, unless trials still run elsewhere: one whose agent dies will be queued again."""
+        running = len(self._running())
+        if running:
+            return SweepDraining(f"{why}; {running} trial(s) still running elsewhere")
+        return SweepDone(why)
 
     def _over_cap(self, number: int) -> bool:
         """True if trials numbered before this one already fill run_cap (a race lost)."""
@@ -203,6 +215,8 @@ class OptunaSweep:
         except StorageFault as fault:
             self._fault = fault  # stop the trial here; `finish` raises it, writing nothing
             return True
+        except UpdateFinishedTrialError:  # the sweep gave it up as dead meanwhile
+            raise self._lost(ticket) from None
         return ticket.handle.should_prune()
 
     def finish(
@@ -217,12 +231,30 @@ class OptunaSweep:
             # The storage is full: the trial stays running, its lock is dropped as this agent
             # exits, and the next agent fails it and queues it to run again.
             raise self._fault
+        try:
+            self._tell(ticket, status, summary, history, reason)
+        except (UpdateFinishedTrialError, ValueError):  # ValueError: "Cannot tell a FAIL trial"
+            if not self._taken_away(ticket):
+                raise
+            raise self._lost(ticket) from None
+        finally:
+            self._stop_heartbeat(ticket.number)
+            if self.locks:
+                self.locks.release(ticket.number)  # after tell: a reaper never sees it running
+
+    def _tell(
+        self,
+        ticket: Ticket,
+        status: str,
+        summary: Mapping[str, Any],
+        history: list[dict[str, float]],
+        reason: str,
+    ) -> None:
         trial = ticket.handle
         trial.set_user_attr("summary", dict(summary))
         trial.set_user_attr("history", history)
         if reason:
             trial.set_user_attr("failure_reason", reason)
-        self._stop_heartbeat(ticket.number)
         value = summary.get(self.spec.metric.name) if self.spec.metric else None
         if status == "completed" and value is None:
             status, reason = "failed", f"the metric {self.spec.metric.name} was never logged"
@@ -235,21 +267,55 @@ class OptunaSweep:
             self.study.tell(trial, state=TrialState.FAIL)
             if status == "interrupted":
                 self._retry(trial.number)
+
+    def _taken_away(self, ticket: Ticket) -> bool:
+        """True if someone else finished the trial: a reaper failed it as dead."""
+        return self.storage.get_trial(self._trial_id(ticket.number)).state.is_finished()
+
+    def _lost(self, ticket: Ticket) -> TrialLost:
+        """The trial was failed as dead while its agent lived on: its heartbeat and lock go."""
+        self._stop_heartbeat(ticket.number)
         if self.locks:
-            self.locks.release(ticket.number)  # after tell: a reaper never sees it running
+            self.locks.release(ticket.number)
+        trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        retries = [t.number for t in trials if ticket.number in _retry_history(t)]
+        again = f"queued again as trial {retries[0]}" if retries else "not queued again"
+        return TrialLost(
+            f"{ticket.name} was failed as dead while this agent was silent for longer than the "
+            f"heartbeat window (stopped or paused?), and {again}: dropped here"
+        )
 
     # -- crash safety ------------------------------------------------------------------------
     def reap_dead_trials(self) -> list[int]:
         """Fail the running trials whose agent died, and queue each to run again."""
-        if isinstance(self.storage, RDBStorage):
-            # Optuna's fail_stale_trials, but through _fail_dead so the reason is recorded.
-            stale = set(private.stale_trial_ids(self.storage, self.study_id))
-            dead = [t for t in self._running() if self._trial_id(t.number) in stale]
-        elif self.locks is not None:
-            dead = [t for t in self._running() if self._owner_is_dead(t)]
-        else:
-            dead = []
+        limit = heartbeats.grace(self.storage) if isinstance(self.storage, RDBStorage) else 0.0
+        # Optuna's fail_stale_trials, but through _fail_dead so the reason is recorded, and
+        # also for a trial whose agent died before its first heartbeat (Optuna skips those).
+        dead = [t for t, silent in self._silences() if silent > limit]
         return [t.number for t in dead if self._fail_dead(t)]
+
+    def _silences(self) -> list[tuple[FrozenTrial, float]]:
+        """Running trials whose agent is not known alive, with how long each has been silent:
+        seconds since its heartbeat (RDB), or inf for a free lock (journal)."""
+        running = self._running()
+        if isinstance(self.storage, RDBStorage):
+            beats = heartbeats.silences(self.storage, self.study_id)
+            return [(t, _silence(t, beats.get(self._trial_id(t.number)))) for t in running]
+        if self.locks is not None:
+            return [(t, float("inf")) for t in running if self._owner_is_dead(t)]
+        return []
+
+    def dead_trials(self) -> dict[int, str]:
+        """Running trials whose agent looks dead: number -> why, in a few words."""
+        if not isinstance(self.storage, RDBStorage):
+            return {t.number: "its agent holds no trial lock" for t, _ in self._silences()}
+        alive_within = 2 * heartbeats.interval(self.storage) + 1
+        grace = heartbeats.grace(self.storage)
+        return {
+            t.number: f"no heartbeat for {silent:.0f} s, queued again after {grace:.0f} s"
+            for t, silent in self._silences()
+            if silent > alive_within
+        }
 
     def _owner_is_dead(self, trial: FrozenTrial) -> bool:
         assert self.locks is not None
@@ -288,8 +354,11 @@ class OptunaSweep:
         trial_id = self._trial_id(trial.number)
 
         def beat() -> None:
-            while not stop.wait(storage.get_heartbeat_interval() or 10):
-                storage.record_heartbeat(trial_id)
+            while not stop.wait(heartbeats.interval(self.storage)):
+                # The database away for a moment: the next beat tries again (past the grace
+                # period the trial is failed and queued again, and this agent drops it).
+                with contextlib.suppress(Exception):
+                    self.storage.record_heartbeat(trial_id)
 
         storage.record_heartbeat(trial_id)
         threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}").start()
@@ -318,6 +387,7 @@ class OptunaSweep:
 
     def info(self) -> SweepInfo:
         running = [r.number for r in self.trials() if r.state == "running"]
+        dead = self.dead_trials()
         return SweepInfo(
             sweep_id=self.sweep_id,
             method=self.spec.method,
@@ -325,7 +395,8 @@ class OptunaSweep:
             goal=self.spec.goal,
             state=self.state,
             run_cap=self.plan.run_cap,
-            agents_alive=sum(self.alive(n) for n in running),
+            agents_alive=sum(n not in dead for n in running),
+            dead=dead,
         )
 
     def plots(self) -> list[Plot]:
@@ -339,12 +410,6 @@ class OptunaSweep:
 
     def close(self) -> None:
         """Nothing is held between trials: each trial's lock and heartbeat end with it."""
-
-    def alive(self, number: int) -> bool:
-        """Is the running trial's agent alive? (lock held, or a fresh heartbeat)"""
-        if self.locks:
-            return self.locks.alive(number)
-        return True
 
 
 def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool = False) -> int:
@@ -368,6 +433,20 @@ def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool 
         for t in trials
         if below is None or t.number < below
     )
+
+
+def _retry_history(trial: FrozenTrial) -> list[int]:
+    """The trials this one re-runs, oldest first (Optuna's retry record)."""
+    return list(trial.system_attrs.get("retry_history", ()))
+
+
+def _silence(trial: FrozenTrial, since_beat: float | None) -> float:
+    """Seconds since the trial's heartbeat; with none yet, since it started (this host's
+    clock, which Optuna stamps it with)."""
+    if since_beat is not None:
+        return since_beat
+    start = trial.datetime_start or dt.datetime.now()
+    return max(0.0, (dt.datetime.now() - start).total_seconds())
 
 
 def _retry_of(trial: FrozenTrial) -> int | None:
@@ -412,6 +491,4 @@ def _record(t: FrozenTrial) -> TrialRecord:
 
 
 def _shown(url: str) -> str:
-    from kmnist.backends.optuna.storage import mask
-
     return mask(url)

@@ -7,16 +7,37 @@ fails, naming this module, when another Optuna version is installed or a use her
 
 from __future__ import annotations
 
+import datetime as dt
+
+import sqlalchemy
 from optuna.storages import RDBStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 
 OPTUNA_VERSION = "5.0.0"  # the version these uses were checked against
 
 
-def stale_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
-    """Running trials of the study whose heartbeat is older than the storage's grace period.
+def heartbeat_silences(storage: RDBStorage, study_id: int) -> dict[int, float | None]:
+    """Seconds since each running trial's last heartbeat, by trial id; None: it never beat.
 
-    Why private: Optuna's public `fail_stale_trials` fails these trials itself, and a finished
-    trial takes no more user attributes, so the reason ("agent died") could not be recorded on
-    it. `RDBStorage._get_stale_trial_ids` is the query `fail_stale_trials` runs first.
+    Why private: Optuna keeps one heartbeat row per running trial but offers only the ids of
+    the stale ones (`_get_stale_trial_ids`), which skips a trial that never beat (its agent
+    died before the first beat: Optuna's reaper leaves it running forever) and cannot tell
+    `status` how long an agent has been silent. The rows are read here from Optuna's own
+    tables, with the database's clock, the one Optuna's reaper compares against.
     """
-    return storage._get_stale_trial_ids(study_id)
+    with _create_scoped_session(storage.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (
+            session.query(models.TrialModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+            .outerjoin(models.TrialHeartbeatModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+    now = now.replace(tzinfo=None) if isinstance(now, dt.datetime) else dt.datetime.now()
+    return {
+        trial_id: None if beat is None else max(0.0, (now - beat).total_seconds())
+        for trial_id, beat in rows
+    }

@@ -31,6 +31,7 @@ from optuna.storages.journal import JournalRedisBackend
 
 from kmnist.backends.optuna.journal import NO_SPACE, CheckedJournalStorage, JournalFile
 from kmnist.errors import StorageFault, UserError, first_line
+from kmnist.masking import mask
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -123,13 +124,3 @@ def sqlalchemy_url(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
     return f"postgresql://{rest}"  # SQLAlchemy knows no `postgres://`
-
-
-def mask(url: str) -> str:
-    """`url` with any password replaced by ***, for messages and logs."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -8,16 +8,14 @@ is probed once with a short timeout, and `WANDB_HTTP_TIMEOUT` is set for the cal
 
 from __future__ import annotations
 
-import base64
 import netrc
 import os
-import re
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from kmnist.errors import UserError
+from kmnist.masking import mask, netrc_path
 
 FALLBACK_BASE_URL = "https://api.wandb.ai"
 PROBE_SECONDS = 3.0
@@ -51,21 +49,12 @@ def key_source() -> str | None:
     """Where the key comes from, for messages: the variable's name or the netrc path."""
     if os.environ.get("WANDB_API_KEY", "").strip():
         return "WANDB_API_KEY"
-    return str(_netrc_path()) if _netrc_key(base_url()) else None
-
-
-def _netrc_path() -> Path:
-    """Where W&B reads its login: $NETRC, else ~/.netrc, else ~/_netrc."""
-    if path := os.environ.get("NETRC"):
-        return Path(path).expanduser()
-    unix = Path("~/.netrc").expanduser()
-    windows = Path("~/_netrc").expanduser()
-    return windows if windows.exists() and not unix.exists() else unix
+    return str(netrc_path()) if _netrc_key(base_url()) else None
 
 
 def _netrc_key(url: str) -> str | None:
     try:
-        entries = netrc.netrc(str(_netrc_path()))
+        entries = netrc.netrc(str(netrc_path()))
     except (OSError, netrc.NetrcParseError):
         return None
     hosts = [urlsplit(url).netloc, urlsplit(FALLBACK_BASE_URL).netloc]
@@ -117,33 +106,3 @@ def require(fallback: str) -> None:
     if why := problem():
         raise WandbUnavailable(f"{why}; {fallback}")
     os.environ.setdefault(TIMEOUT_ENV, HTTP_TIMEOUT_SECONDS)
-
-
-# -- masking -------------------------------------------------------------------------------
-_HEADER = re.compile(
-    r"""(?i)(authorization|x-api-key|api[_-]?key|token|password)(['"]?\s*[:=]\s*['"]?)"""
-    r"""(?:(basic|bearer)\s+)?[^\s'",}&]+"""
-)
-_SCHEME_TOKEN = re.compile(r"(?i)\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}")
-_URL_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
-
-
-def mask(text: str) -> str:
-    """`text` with the API key (raw or base64, as in a Basic auth header), auth headers,
-    tokens and URL passwords replaced by ***."""
-    for secret in _secret_forms(api_key()):
-        text = text.replace(secret, "***")
-    text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3] + ' ' if m[3] else ''}***", text)
-    text = _SCHEME_TOKEN.sub(lambda m: f"{m[1]} ***", text)
-    return _URL_PASSWORD.sub(r"\1:***@", text)
-
-
-def _secret_forms(key: str | None) -> list[str]:
-    """The key as it may appear in an echoed request: raw, and base64 of `api:KEY` or `KEY`."""
-    if not key:
-        return []
-    forms = [key]
-    for raw in (f"api:{key}", key):
-        encoded = base64.b64encode(raw.encode()).decode()
-        forms += [encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode()]
-    return sorted({f for f in forms if len(f) >= 8}, key=len, reverse=True)

@@ -23,6 +23,7 @@ import yaml
 
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.errors import UserError, first_line
+from kmnist.masking import mask
 
 DEFAULT_PROJECT = "kmnist-sweep"
 FALLBACK = "use `--backend optuna` to run the sweep offline"
@@ -140,7 +141,7 @@ def _call(what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as exc:  # W&B raises many types (CommError, UsageError, ValueError...)
-        said = wandb_auth.mask(first_line(exc))
+        said = mask(first_line(exc))
         said = said if len(said) <= MAX_ERROR_CHARS else said[:MAX_ERROR_CHARS] + "..."
         raise UserError(f"{what}: {said}") from None
 
@@ -149,7 +150,7 @@ def _relay_warnings(text: str) -> None:
     """Pass on what W&B warned about (e.g. sweep config warnings from the server), masked."""
     for line in text.splitlines():
         if "WARNING" in line or "ERROR" in line:
-            print(wandb_auth.mask(line), file=sys.stderr)
+            print(mask(line), file=sys.stderr)
 
 
 def choose(backend: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ import platformdirs
 
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.errors import UserError
+from kmnist.masking import mask
 
 SYNC_TIMEOUT_SECONDS = 600
 
@@ -99,5 +100,5 @@ def sync(
             "stops answering); runs already uploaded are kept, run `kmnist-sweep sync` again"
         ) from None
     for line in out.splitlines():
-        echo(wandb_auth.mask(line))
+        echo(mask(line))
     return proc.returncode

@@ -94,7 +94,7 @@ class WandbRun:
         self.run.finish(exit_code=exit_code)
 
     def stop_on_signals(self) -> dict[int, Any]:
-        """SIGTERM/SIGINT end the trial at its next epoch; a second SIGINT interrupts at once.
+        """SIGTERM/SIGHUP/SIGINT end the trial at its next epoch; a second SIGINT: at once.
         Returns the previous handlers (main thread only)."""
 
         def handle(signum: int, frame: Any) -> None:
@@ -102,7 +102,8 @@ class WandbRun:
                 raise KeyboardInterrupt
             self.stop_requested.set()
 
-        return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: a closed terminal
+        return {sig: signal.signal(sig, handle) for sig in signals}
 
 
 class TrialRuns:

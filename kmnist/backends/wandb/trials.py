@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kmnist.backends import Sweep, Ticket
+from kmnist.backends import Sweep, Ticket, TrialLost
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.offline import sweep_dir
 from kmnist.backends.wandb.params import model_family
 from kmnist.backends.wandb.run import TrialRuns
+from kmnist.masking import mask
 
 PROJECT = "kmnist-sweep"
 # The agent's statuses as W&B runs show them: an Optuna "stopped" trial was pruned.
@@ -69,9 +70,14 @@ class WandbLoggedSweep:
         history: list[dict[str, float]],
         reason: str = "",
     ) -> None:
-        self.sweep.finish(ticket, status, summary, history, reason)
-        shown = RUN_STATUS.get(status, status)
-        _mirror(ticket, "W&B run not closed", self.runs.close, ticket, shown, summary, reason)
+        try:
+            self.sweep.finish(ticket, status, summary, history, reason)
+        except TrialLost as lost:  # another agent runs it now: this run ends as interrupted
+            status, reason = "interrupted", str(lost)
+            raise
+        finally:
+            shown = RUN_STATUS.get(status, status)
+            _mirror(ticket, "W&B run not closed", self.runs.close, ticket, shown, summary, reason)
 
 
 def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> None:
@@ -79,6 +85,5 @@ def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> No
     try:
         fn(*args)
     except Exception as exc:
-        print(
-            f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})", file=sys.stderr
-        )
+        warning = f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})"
+        print(mask(warning), file=sys.stderr)

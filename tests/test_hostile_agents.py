@@ -1,0 +1,299 @@
+"""Hostile conditions for agents: stalls, deaths, closed terminals, bad devices, no memory.
+
+Real agent processes and real signals, on a real journal file or the PostgreSQL that runs here.
+Heartbeat windows are shortened through KMNIST_HEARTBEAT_SECONDS / _GRACE_SECONDS so a stall
+past the window takes seconds, not a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from conftest import assert_one_line_error
+from engine_util import (
+    CLI,
+    CNN_SWEEP,
+    KNN_SWEEP,
+    POSTGRES_URL,
+    cli,
+    counted,
+    create,
+    open_storage,
+    stored_trials,
+    sweep_file,
+    wait_for,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from kmnist.agent.device import failure_kind
+
+_agents: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_agent_outlives_its_test() -> Iterator[None]:
+    yield
+    while _agents:
+        p = _agents.pop()
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+        p.wait()
+
+
+def agent(sweep_id: str, storage: str, err: Path, *extra: str) -> subprocess.Popen[str]:
+    """An agent process whose stderr goes to `err`, to read while it runs."""
+    command = [*CLI, "agent", sweep_id, "--storage", storage, "--threads", "1", *extra]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=err.open("w"), text=True, env=os.environ
+    )
+    _agents.append(proc)
+    return proc
+
+
+def ended(proc: subprocess.Popen[str], err: Path, timeout: float = 90) -> tuple[int, list[str]]:
+    """The agent's exit code and its stderr lines, once it exits."""
+    code = proc.wait(timeout=timeout)
+    return code, err.read_text().strip().splitlines()
+
+
+def no_traceback(lines: list[str]) -> None:
+    assert not [line for line in lines if "Traceback" in line], "\n".join(lines)
+
+
+def trial_with_an_epoch(storage: str, sweep_id: str) -> FrozenTrial | None:
+    trials = [t for t in stored_trials(storage, sweep_id) if t.state == TrialState.RUNNING]
+    return next((t for t in trials if t.intermediate_values), None)
+
+
+def freeze_mid_trial(proc: subprocess.Popen[str], journal: str, sweep_id: str) -> FrozenTrial:
+    """SIGSTOP the agent once its trial has an epoch, outside any journal write (a stop while
+    it holds the journal's lock would stall every other agent for the lock's 30 s grace)."""
+
+    def frozen() -> FrozenTrial | None:
+        if trial_with_an_epoch(journal, sweep_id) is None:
+            return None
+        os.kill(proc.pid, signal.SIGSTOP)
+        trial = trial_with_an_epoch(journal, sweep_id)
+        if trial is None or Path(f"{journal}.lock").exists():
+            os.kill(proc.pid, signal.SIGCONT)
+            return None
+        return trial
+
+    return wait_for(frozen, 90, "a trial in progress", every=0.1)
+
+
+def status_line(sweep_id: str, storage: str) -> str:
+    done = cli("status", sweep_id, "--storage", storage)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def dead_in_status(sweep_id: str, storage: str) -> str | None:
+    line = status_line(sweep_id, storage)
+    return line if "agents dead" in line else None
+
+
+@pytest.fixture
+def pg_sweep(tmp_path: Path) -> Iterator[Path]:
+    """A sweep file with a fresh name for PostgreSQL; its study is deleted afterwards."""
+    name = f"test-hostile-{uuid.uuid4().hex[:8]}"
+    yield tmp_path / name
+    storage = open_storage(POSTGRES_URL)
+    for summary in optuna.get_all_study_summaries(storage):
+        if summary.study_name.startswith(name):
+            optuna.delete_study(study_name=summary.study_name, storage=storage)
+
+
+# -- stalls and deaths ---------------------------------------------------------------------------
+@pytest.mark.slow
+def test_an_agent_stopped_past_the_heartbeat_window_drops_its_trial_and_goes_on(
+    tmp_path: Path, kmnist_dir: Path, pg_sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMNIST_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("KMNIST_HEARTBEAT_GRACE_SECONDS", "2")
+    path = sweep_file(
+        tmp_path,
+        CNN_SWEEP,
+        name=pg_sweep.name,
+        run_cap=2,
+        early_terminate=None,
+        parameters={"epochs": {"value": 8}},
+    )
+    sweep_id = create(path, POSTGRES_URL)
+    stalled = agent(sweep_id, POSTGRES_URL, tmp_path / "stalled.err")
+    victim = wait_for(lambda: trial_with_an_epoch(POSTGRES_URL, sweep_id), 90, "an epoch")
+    os.kill(stalled.pid, signal.SIGSTOP)  # a VM pause, a laptop lid, ^Z
+    line = wait_for(lambda: dead_in_status(sweep_id, POSTGRES_URL), 30, "status: dead")
+    assert "agents alive 0" in line and f"trial {victim.number}: no heartbeat for" in line
+
+    other = agent(sweep_id, POSTGRES_URL, tmp_path / "other.err")  # reaps it, runs it again
+    wait_for(
+        lambda: any(
+            t.system_attrs.get("failed_trial") == victim.number
+            for t in stored_trials(POSTGRES_URL, sweep_id)
+        ),
+        60,
+        "the stalled trial queued again",
+    )
+    os.kill(stalled.pid, signal.SIGCONT)
+    code, lines = ended(stalled, tmp_path / "stalled.err")
+    no_traceback(lines)
+    assert code == 0, lines
+    dropped = [line for line in lines if "dropped here" in line]
+    assert len(dropped) == 1 and f"trial {victim.number} was failed as dead" in dropped[0]
+    assert "run_cap 2 reached" in lines[-1] and "1 lost" in lines[-1]
+    code, lines = ended(other, tmp_path / "other.err")
+    assert code == 0 and "run_cap 2 reached" in lines[-1], lines
+
+    trials = counted(stored_trials(POSTGRES_URL, sweep_id))
+    states = sorted(t.state.name for t in trials)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]  # the stalled run is not counted twice
+    (failed,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed.number == victim.number and failed.user_attrs["failure_reason"] == "agent died"
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == victim.params
+
+
+@pytest.mark.slow
+def test_an_agent_waits_for_trials_running_elsewhere_and_reruns_one_whose_agent_dies(
+    tmp_path: Path, kmnist_dir: Path
+) -> None:
+    """The survivors' old behaviour, exit 'sweep finished' while another agent's trial runs,
+    left that trial unretried when its agent then died. Now they wait; --no-wait leaves."""
+    path = sweep_file(
+        tmp_path, CNN_SWEEP, run_cap=2, early_terminate=None, parameters={"epochs": {"value": 6}}
+    )
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(path, journal)
+    doomed = agent(sweep_id, journal, tmp_path / "doomed.err", "--quiet")
+    victim = freeze_mid_trial(doomed, journal, sweep_id)  # alive, holding trial 0's lock
+
+    hasty = agent(sweep_id, journal, tmp_path / "hasty.err", "--no-wait")
+    code, lines = ended(hasty, tmp_path / "hasty.err")
+    assert code == 0, lines
+    assert "run_cap 2 reached; 1 trial(s) still running elsewhere" in lines[-1], lines
+    assert "not waiting for them" in lines[-1]
+
+    patient_err = tmp_path / "patient.err"
+    patient = agent(sweep_id, journal, patient_err, "--quiet")
+    wait_for(lambda: "waiting, should their agents die" in patient_err.read_text(), 60, "wait")
+    line = status_line(sweep_id, journal)
+    assert "agents alive 1" in line and "dead" not in line  # stopped is not dead
+    os.kill(doomed.pid, signal.SIGKILL)
+    code, lines = ended(patient, patient_err)
+    no_traceback(lines)
+    assert code == 0 and "1 completed; sweep finished: run_cap 2 reached" in lines[-1], lines
+
+    trials = counted(stored_trials(journal, sweep_id))
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    dead = next(t for t in trials if t.number == victim.number)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent died")
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
+def test_status_tells_a_dead_agent_on_a_journal(tmp_path: Path, kmnist_dir: Path) -> None:
+    path = sweep_file(
+        tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None, parameters={"epochs": {"value": 40}}
+    )
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(path, journal)
+    proc = agent(sweep_id, journal, tmp_path / "a.err")
+    victim = freeze_mid_trial(proc, journal, sweep_id)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    line = status_line(sweep_id, journal)
+    assert "agents alive 0; agents dead 1" in line
+    assert f"trial {victim.number}: its agent holds no trial lock" in line
+
+
+def test_sighup_ends_the_trial_like_sigterm_and_queues_it_again(
+    tmp_path: Path, kmnist_dir: Path
+) -> None:
+    path = sweep_file(
+        tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None, parameters={"epochs": {"value": 40}}
+    )
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(path, journal)
+    proc = agent(sweep_id, journal, tmp_path / "a.err")
+    wait_for(lambda: trial_with_an_epoch(journal, sweep_id), 90, "an epoch")
+    proc.send_signal(signal.SIGHUP)  # the terminal it ran in was closed
+    code, lines = ended(proc, tmp_path / "a.err", timeout=30)
+    no_traceback(lines)
+    assert code == 0 and "interrupted by SIGHUP" in lines[-1], lines
+    dead, retry = stored_trials(journal, sweep_id)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent interrupted")
+    assert retry.state == TrialState.WAITING and retry.params == dead.params
+
+
+# -- devices -----------------------------------------------------------------------------------
+def _missing_devices() -> list[str]:
+    """Devices this host lacks, whatever it is."""
+    missing = ["banana", "cuda:7" if torch.cuda.device_count() < 8 else "cuda:99"]
+    missing += [] if torch.cuda.is_available() else ["cuda"]
+    missing += [] if torch.backends.mps.is_available() else ["mps"]
+    return missing
+
+
+@pytest.mark.parametrize("device", _missing_devices())
+def test_a_device_the_host_lacks_is_one_line_before_any_trial(tmp_path: Path, device: str) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=1), journal)
+    done = cli("agent", sweep_id, "--storage", journal, "--device", device)
+    assert_one_line_error(done, f"--device {device}" if device != "banana" else "'banana'")
+    assert stored_trials(journal, sweep_id) == []  # nothing taken, nothing used up
+    trained = cli("train", "--device", device, "--model=knn", "--train_size=100")
+    assert_one_line_error(trained, "--device")
+
+
+def test_out_of_memory_on_every_trial_stops_the_agent_and_uses_up_no_run_cap(
+    tmp_path: Path, kmnist_dir: Path
+) -> None:
+    # A hidden layer of 10^15 units asks the allocator for about an exabyte: refused at once
+    # (beyond any address space, whatever the overcommit policy), as no memory on the device.
+    path = sweep_file(
+        tmp_path,
+        CNN_SWEEP,
+        run_cap=4,
+        early_terminate=None,
+        parameters={"fc1_size": {"value": 10**15}},
+    )
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(path, journal)
+    proc = agent(sweep_id, journal, tmp_path / "a.err", "--device", "cpu", "--quiet")
+    code, lines = ended(proc, tmp_path / "a.err")
+    no_traceback(lines)
+    assert code == 1, lines
+    assert len(lines) == 1 and "3 trials in a row ran out of memory on cpu" in lines[0], lines
+    trials = stored_trials(journal, sweep_id)
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.WAITING]
+    assert all("can't allocate memory" in t.user_attrs["failure_reason"] for t in trials[:3])
+    # None of it counts against run_cap: each failure is queued to run again.
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    assert retried == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "reason,kind",
+    [
+        ("out of memory on cuda:0", "memory"),  # the trainer's own result
+        ("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "memory"),
+        ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried", "memory"),
+        ("AcceleratorError: CUDA error: an illegal memory access was encountered", "device"),
+        ("RuntimeError: CUDA error: no kernel image is available for execution", "device"),
+        ("ConfigError: batch_size must be at least 1", None),
+        ("validation loss is nan after epoch 3", None),
+    ],
+)
+def test_device_failures_are_told_from_trial_failures(reason: str, kind: str | None) -> None:
+    assert failure_kind(reason) == kind
