@@ -67,11 +67,11 @@ def test_best_exports_a_model_that_reloads_to_the_same_predictions(
     assert "load_model" in (tmp_path / "m" / "README.md").read_text()
     test = kdata.load()
     x = torch.from_numpy(test.test_images)[:, None]
-    cfg = resolve({**config, "precision": "fp32"})
-    log_proba = train.predict_log_proba(model, cfg, x, torch.device("cpu"))
+    # The config's own precision (auto: bf16 where the CPU has it), as the trial scored it.
+    log_proba = train.predict_log_proba(model, config, x, torch.device("cpu"))
     stored = np.load(tmp_path / "m" / "probs.npz")["test_probs"]
     agree = (log_proba.argmax(1).numpy() == stored.argmax(1)).mean()
-    assert agree > 0.995  # bf16 during the sweep, fp32 here: a few borderline images may flip
+    assert agree > 0.999  # the same arithmetic; batch composition may flip a rare near-tie
     acc = float((log_proba.argmax(1).numpy() == test.test_labels).mean())
     assert acc == pytest.approx(winner["test/accuracy"], abs=0.005)
 
