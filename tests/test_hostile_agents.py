@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ from engine_util import (
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.agent.device import failure_kind
+from kmnist.backends.optuna.backend import OptunaSweep
 
 _agents: list[subprocess.Popen[str]] = []
 
@@ -217,6 +220,40 @@ def test_status_tells_a_dead_agent_on_a_journal(tmp_path: Path, kmnist_dir: Path
     assert f"trial {victim.number}: its agent holds no trial lock" in line
 
 
+DIES_BEFORE_ITS_FIRST_BEAT = """
+import os, signal, sys
+from kmnist.backends.optuna.backend import OptunaSweep
+
+sweep = OptunaSweep(sys.argv[1], sys.argv[2])
+sweep.study.ask()  # RUNNING, and no heartbeat yet
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_a_trial_whose_agent_died_before_its_first_heartbeat_is_run_again(
+    tmp_path: Path, pg_sweep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Optuna's own reaper skips a running trial with no heartbeat: it would wait forever."""
+    monkeypatch.setenv("KMNIST_HEARTBEAT_GRACE_SECONDS", "1")
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, name=pg_sweep.name, run_cap=1), POSTGRES_URL)
+    script = tmp_path / "dies.py"
+    script.write_text(DIES_BEFORE_ITS_FIRST_BEAT, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script), sweep_id, POSTGRES_URL], check=False)
+    assert done.returncode == -signal.SIGKILL
+    sweep = OptunaSweep(sweep_id, POSTGRES_URL)
+    assert sweep.reap_dead_trials() == []  # first seen now: its agent may be about to beat
+    time.sleep(1.5)
+    assert sweep.reap_dead_trials() == [0]
+    ticket = sweep.next_trial()
+    assert ticket.retry_of == 0
+    sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
+    assert [t.state for t in stored_trials(POSTGRES_URL, sweep_id)] == [
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+
+
 def test_sighup_ends_the_trial_like_sigterm_and_queues_it_again(
     tmp_path: Path, kmnist_dir: Path
 ) -> None:
@@ -245,15 +282,19 @@ def _missing_devices() -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("device", _missing_devices())
-def test_a_device_the_host_lacks_is_one_line_before_any_trial(tmp_path: Path, device: str) -> None:
+def test_an_agent_on_a_device_the_host_lacks_stops_before_any_trial(tmp_path: Path) -> None:
     journal = str(tmp_path / "sweeps.journal")
     sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=1), journal)
-    done = cli("agent", sweep_id, "--storage", journal, "--device", device)
-    assert_one_line_error(done, f"--device {device}" if device != "banana" else "'banana'")
+    for device in _missing_devices()[1:]:  # cuda:N past the last GPU, cuda or mps
+        done = cli("agent", sweep_id, "--storage", journal, "--device", device)
+        assert_one_line_error(done, f"--device {device}: ")
     assert stored_trials(journal, sweep_id) == []  # nothing taken, nothing used up
+
+
+@pytest.mark.parametrize("device", _missing_devices())
+def test_train_on_a_device_the_host_lacks_is_one_line(device: str) -> None:
     trained = cli("train", "--device", device, "--model=knn", "--train_size=100")
-    assert_one_line_error(trained, "--device")
+    assert_one_line_error(trained, "--device", "cpu")
 
 
 def test_out_of_memory_on_every_trial_stops_the_agent_and_uses_up_no_run_cap(

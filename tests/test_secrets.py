@@ -26,6 +26,7 @@ import yaml
 from engine_util import CLI, POSTGRES_URL, open_storage
 from wandb_helpers import clean_env, inspect, offline_runs
 
+from kmnist.agent import spawn
 from kmnist.masking import mask, mask_argv
 
 TAG = uuid.uuid4().hex[:10]
@@ -211,6 +212,15 @@ def test_mask_hides_known_keys_in_every_form(
         for form in forms(secret):
             said = mask(f"the server said: {form.decode()}!")
             assert said == "the server said: ***!", (secret, form)
+
+
+def test_agents_started_per_gpu_get_the_storage_through_the_environment() -> None:
+    argv = ["agent", "s-1", "--gpus", "0,1", "--storage", ARGV_URL, "--count", "2"]
+    commands = spawn.gpu_commands(["cuda:0", "cuda:1"], argv)
+    assert [c[-6:] for c in commands] == [
+        ["agent", "s-1", "--count", "2", "--device", f"cuda:{i}"] for i in (0, 1)
+    ]
+    assert spawn.storage_env(ARGV_URL)["KMNIST_SWEEP_STORAGE"] == ARGV_URL
 
 
 def test_mask_argv_masks_each_word() -> None:

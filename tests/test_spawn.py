@@ -27,7 +27,7 @@ def test_per_gpu_runs_one_agent_per_device_and_returns_the_worst_code(tmp_path: 
     # Real `kmnist-sweep agent` processes, one per device, each refusing an unknown sweep (2).
     journal = str(tmp_path / "sweeps.journal")
     argv = ["agent", "no-such-sweep", "--gpus", "0,1", "--storage", journal]
-    assert spawn.per_gpu(["cpu", "cpu"], argv) == 2
+    assert spawn.per_gpu(["cpu", "cpu"], argv, journal) == 2
 
 
 def test_wait_all_is_the_worst_exit_code() -> None:

@@ -65,9 +65,13 @@ def per_gpu(devices: Sequence[str], argv: Sequence[str], storage: str | None = N
     The storage goes to the children through the environment, never on their command line,
     where any user of the host could read its password.
     """
+    return wait_all(start(gpu_commands(devices, argv), storage_env(storage)))
+
+
+def gpu_commands(devices: Sequence[str], argv: Sequence[str]) -> list[list[str]]:
+    """`argv` once per device, pinned to it, less --gpus and --storage."""
     base = without_option(without_option(argv, "--gpus"), "--storage")
-    commands = [cli(*base, "--device", device) for device in devices]
-    return wait_all(start(commands, storage_env(storage)))
+    return [cli(*base, "--device", device) for device in devices]
 
 
 def local_agents(sweep_id: str, agents: int, storage: str | None = None) -> list:

@@ -89,9 +89,13 @@ def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
 
 def _agent_command(sweep_id: str, storage: str | None) -> str:
     words = ["kmnist-sweep", "agent", sweep_id]
-    if storage:
-        words += ["--storage", mask(storage)]
-    return shlex.join(words)
+    if not storage:
+        return shlex.join(words)
+    shown = mask(storage)
+    command = shlex.join([*words, "--storage", shown])
+    if shown == storage:
+        return command
+    return f"{command} (*** is the password, not shown; or set KMNIST_SWEEP_STORAGE)"
 
 
 # -- agent -----------------------------------------------------------------------------------

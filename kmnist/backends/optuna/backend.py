@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import secrets
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -136,6 +137,7 @@ class OptunaSweep:
         self.lock_grace: float = GRACE_SECONDS  # running this long with no lock: owner gone
         self._heartbeats: dict[int, threading.Event] = {}
         self._fault: StorageFault | None = None  # a write that failed mid-trial (disk full)
+        self._unbeaten: dict[int, float] = {}  # trial number -> when first seen running, unbeaten
         if isinstance(self.storage, RDBStorage):
             heartbeats.apply_window(self.storage)
 
@@ -300,10 +302,18 @@ class OptunaSweep:
         running = self._running()
         if isinstance(self.storage, RDBStorage):
             beats = heartbeats.silences(self.storage, self.study_id)
-            return [(t, _silence(t, beats.get(self._trial_id(t.number)))) for t in running]
+            return [(t, self._silence(t, beats.get(self._trial_id(t.number)))) for t in running]
         if self.locks is not None:
             return [(t, float("inf")) for t in running if self._owner_is_dead(t)]
         return []
+
+    def _silence(self, trial: FrozenTrial, since_beat: float | None) -> float:
+        """Seconds since the trial's heartbeat; with none yet, since this process first saw
+        it so (its start time is another host's clock: no use for a deadline here)."""
+        if since_beat is not None:
+            return since_beat
+        first = self._unbeaten.setdefault(trial.number, time.monotonic())
+        return time.monotonic() - first
 
     def dead_trials(self) -> dict[int, str]:
         """Running trials whose agent looks dead: number -> why, in a few words."""
@@ -438,15 +448,6 @@ def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool 
 def _retry_history(trial: FrozenTrial) -> list[int]:
     """The trials this one re-runs, oldest first (Optuna's retry record)."""
     return list(trial.system_attrs.get("retry_history", ()))
-
-
-def _silence(trial: FrozenTrial, since_beat: float | None) -> float:
-    """Seconds since the trial's heartbeat; with none yet, since it started (this host's
-    clock, which Optuna stamps it with)."""
-    if since_beat is not None:
-        return since_beat
-    start = trial.datetime_start or dt.datetime.now()
-    return max(0.0, (dt.datetime.now() - start).total_seconds())
 
 
 def _retry_of(trial: FrozenTrial) -> int | None:
