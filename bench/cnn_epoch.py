@@ -12,7 +12,7 @@ medians of --repeats runs are reported.
 from __future__ import annotations
 
 import json
-import platform
+import os
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +21,7 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import describe, headline
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
@@ -88,6 +89,8 @@ def project_epoch(d: kdata.Kmnist, precision: str) -> float:
 @click.option("--repeats", default=3, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"))
 def main(repeats: int, out: Path) -> None:
+    machine = describe()
+    print(headline(machine), flush=True)
     d = kdata.load(download=False)
     train_idx, val_idx = kdata.stratified_split(d.train_labels, 0.1, 0)
     times: dict[str, list[float]] = {"baseline": [], "project_fp32": [], "project_auto": []}
@@ -100,8 +103,8 @@ def main(repeats: int, out: Path) -> None:
     result = {
         "benchmark": "cnn_epoch",
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}",
+        "machine": machine,
+        "load_at_end": os.getloadavg(),
         "seconds": times,
         "median_seconds": medians,
         "speedup_fp32": medians["baseline"] / medians["project_fp32"],
