@@ -92,3 +92,51 @@ def test_eight_processes_share_one_journal_without_loss_or_overshoot(tmp_path: P
     with pytest.raises(SweepDone, match=f"run_cap {RUN_CAP} reached"):
         late.next_trial()
     assert len(stored_trials(journal, sweep_id)) == len(trials)  # it did not even ask
+
+
+def test_eight_processes_walk_a_grid_in_wandbs_order_each_point_once(tmp_path: Path) -> None:
+    from kmnist.sweep import grid, load
+
+    body = {
+        **{k: v for k, v in KNN_SWEEP.items() if k != "run_cap"},
+        "method": "grid",
+        "parameters": {
+            "model": {"value": "knn"},
+            "weights": {"values": ["uniform", "distance"]},
+            "k": {"min": 1, "max": 30},
+        },
+    }
+    path = sweep_file(tmp_path, body)
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(path, journal)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER, encoding="utf-8")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), sweep_id, journal, str(barrier)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(WORKERS)
+    ]
+    try:
+        wait_for(lambda: len(list(barrier.glob("ready-*"))) == WORKERS, 120, "workers ready")
+        (barrier / "go").touch()
+        for p in procs:
+            _, err = p.communicate(timeout=180)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    trials = stored_trials(journal, sweep_id)
+    ran = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+    expected = list(grid.points(load(path).parameters))
+    assert [t.user_attrs["config"] for t in ran] == expected  # once each, W&B's order by number
+    # Asks that lost the race for the last point were closed at once, never handed out.
+    assert all(
+        t.state == TrialState.FAIL and "discarded" in t.user_attrs for t in trials if t not in ran
+    )

@@ -212,7 +212,7 @@ def test_nan_and_infinity_rejected(key: str, value: object) -> None:
         ("batch_size", 3.5, "an integer"),
         ("batch_size", "abc", "an integer"),
         ("lr", "fast", "a number"),
-        ("lr", None, "a number"),
+        ("lr", [0.1], "a number"),
         ("nesterov", "maybe", "true or false"),
         ("nesterov", 2, "true or false"),
         ("model", 1, "a string"),
@@ -222,6 +222,20 @@ def test_wrong_type_says_what_was_expected(key: str, value: object, expected: st
     with pytest.raises(ConfigError) as info:
         resolve({key: value})
     assert f"expected {expected}" in str(info.value)
+
+
+def test_null_leaves_the_default() -> None:
+    # `value: null` in a sweep: W&B's parameter file holds null, its command line says None.
+    assert resolve({"lr": None, "epochs": "None"}) == resolve({})
+
+
+def test_nested_groups_give_their_parameters_under_their_own_names() -> None:
+    config = resolve({"optim": {"lr": "0.01", "inner": {"momentum": 0.5}}, "_wandb": {"x": 1}})
+    assert (config["lr"], config["momentum"]) == (0.01, 0.5)
+    with pytest.raises(ConfigError, match="'lr' is given twice"):
+        resolve({"lr": 0.1, "optim": {"lr": 0.2}})
+    with pytest.raises(ConfigError, match="parameter 'optimizer'"):
+        resolve({"optimizer": {"lr": 0.2}})  # a trainer parameter's name is never a group
 
 
 # --- properties over the bounds ---------------------------------------------------------------

@@ -62,8 +62,7 @@ def test_grid_sampler_covers_the_exact_product() -> None:
         }
     )
     configs = run(spec, trials=30)  # the grid sampler stops the study after 3*3*2 trials
-    key = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
-    assert sorted(map(key, configs)) == sorted(map(key, grid.points(spec.parameters)))
+    assert configs == list(grid.points(spec.parameters))  # every point once, in W&B's order
     assert len(configs) == 18
 
 
@@ -99,8 +98,8 @@ def test_random_sampler_draws_wandb_laws() -> None:
 
 def test_bayes_samplers_stay_in_the_domain() -> None:
     spec = load(ROOT / "sweeps" / "cnn_hyperband.yaml")
-    assert type(plan(spec).sampler).__name__ == "GPSampler"
-    assert type(plan(spec, bayes="tpe").sampler).__name__ == "TPESampler"
+    assert type(plan(spec).sampler.inner).__name__ == "GPSampler"
+    assert type(plan(spec, bayes="tpe").sampler.inner).__name__ == "TPESampler"
     configs = run(spec, trials=15, bayes="tpe")
     assert all(in_domain(spec, c) for c in configs)
     with pytest.raises(UserError, match="expected gp or tpe"):
@@ -192,3 +191,88 @@ def test_pruner_applies_wandb_rule_to_the_study(early: dict, goal: str) -> None:
             values=None if expected else values[-1],
         )
     assert decisions > 0
+
+
+def _offline(tmp_path: Path, body: dict) -> tuple[str, str]:
+    from kmnist.backends.optuna.backend import create_sweep
+
+    spec = spec_of(body)
+    url = str(tmp_path / "s.journal")
+    return create_sweep(json.dumps(body), spec, "objective", url), url
+
+
+BAYES_HB = {
+    "program": "kmnist/wandb_entry.py",
+    "method": "bayes",
+    "metric": {"name": "val/accuracy", "goal": "maximize"},
+    "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 3},
+    "parameters": {"model": {"value": "cnn"}, "lr": {"min": 0.001, "max": 0.1}},
+}
+
+
+def test_a_trial_scores_its_best_epoch_and_stopped_ones_keep_theirs(tmp_path: Path) -> None:
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.results.leaderboard import rows
+
+    sweep_id, url = _offline(tmp_path, BAYES_HB)
+    sweep = OptunaSweep(sweep_id, url, seed=0)
+    done = sweep.next_trial()
+    history = [{"val/accuracy": v} for v in (0.5, 0.9, 0.7)]
+    for epoch, metrics in enumerate(history, 1):
+        sweep.report(done, epoch, metrics)
+    sweep.finish(done, "completed", {"val/accuracy": 0.7}, history)
+    stopped = sweep.next_trial()
+    short = [{"val/accuracy": 0.95}, {"val/accuracy": 0.6}]
+    for epoch, metrics in enumerate(short, 1):
+        sweep.report(stopped, epoch, metrics)
+    sweep.finish(stopped, "stopped", {"val/accuracy": 0.6}, short)
+    assert sweep.study.best_value == 0.9  # the best epoch, not the last (W&B's extremum)
+    board = rows(sweep.trials(), "maximize", "val/accuracy")
+    assert [(r["state"], r["best val/accuracy"]) for r in board] == [
+        ("completed", 0.9),
+        ("pruned", 0.95),
+    ]
+
+
+def test_bayes_startup_is_wandbs_and_can_be_set(tmp_path: Path, monkeypatch) -> None:
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.backends.optuna.samplers import WANDB_STARTUP
+
+    def random_draws(sweep: OptunaSweep) -> int:
+        """How many trials the sampler draws at random before it models."""
+        space = {"lr": FloatDistribution(0.001, 0.1)}
+        for n in range(12):
+            ticket = sweep.next_trial()
+            frozen = sweep.study.get_trials()[-1]
+            if sweep.plan.sampler.sample_relative(sweep.study, frozen, space):
+                return n
+            sweep.finish(ticket, "completed", {"val/accuracy": 0.1 * n}, [])
+        return -1
+
+    sweep_id, url = _offline(tmp_path, BAYES_HB)
+    assert random_draws(OptunaSweep(sweep_id, url, seed=0)) == WANDB_STARTUP == 2
+    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "5")
+    sweep_id, url = _offline(tmp_path / "five", BAYES_HB)
+    assert random_draws(OptunaSweep(sweep_id, url, seed=0)) == 5
+    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "zero")
+    with pytest.raises(UserError, match="KMNIST_BAYES_STARTUP='zero': expected a whole number"):
+        _offline(tmp_path / "bad", BAYES_HB)
+
+
+def test_command_words_reach_the_trainer_offline(tmp_path: Path, monkeypatch) -> None:
+    from kmnist.backends.optuna.backend import OptunaSweep
+
+    monkeypatch.setenv("KMNIST_SEED", "11")
+    body = {
+        **BAYES_HB,
+        "method": "random",
+        "command": ["python", "-m", "kmnist.wandb_entry", "--epochs=3", "--lr=5",
+                    "--seed=${envvar:KMNIST_SEED}", "${args}"],
+        "parameters": {"model": {"value": "cnn"}, "lr": {"value": 0.2}},
+    }  # fmt: skip
+    sweep_id, url = _offline(tmp_path, body)
+    ticket = OptunaSweep(sweep_id, url).next_trial()
+    # As W&B's agent passes them: the words, then the run's config over them (its param file).
+    assert ticket.config == {"epochs": "3", "lr": 0.2, "seed": "11", "model": "cnn"}
+    with_group = {**body, "parameters": {"optim": {"parameters": {"lr": {"value": 0.2}}}}}
+    assert check_source(Source(data=with_group))[1]  # lr twice: W&B's runs would fail

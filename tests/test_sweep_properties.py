@@ -148,14 +148,17 @@ discrete_trees = st.recursive(
 
 @given(st.dictionaries(st.sampled_from("xyz"), discrete_trees, min_size=1, max_size=3))
 def test_grid_is_the_exact_product(parameters: dict[str, Param]) -> None:
-    paths = [path for path, _ in leaves(parameters)]
-    axes = [_own_values(p) for _, p in leaves(parameters)]
+    # W&B's order: the product over the parameters sorted by path, the last varying fastest.
+    walked = sorted(leaves(parameters), key=lambda leaf: leaf[0])
+    axes = [_own_values(p) for _, p in walked]
     expected = [
-        grid.nest(dict(zip(paths, combo, strict=True))) for combo in itertools.product(*axes)
+        grid.nest(dict(zip((path for path, _ in walked), combo, strict=True)))
+        for combo in itertools.product(*axes)
     ]
     found = list(grid.points(parameters))
     assert found == expected
     assert grid.size(parameters) == len(found) == math.prod(len(a) for a in axes)
+    assert [grid.point(parameters, i) for i in range(len(found))] == found
 
 
 def _own_values(param: Param) -> list[Any]:

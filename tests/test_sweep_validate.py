@@ -181,12 +181,6 @@ CASES = [
         "    probabilities: [0.5, 0.5]\n",
         "5: parameters.optimizer.probabilities: grid search takes",
     ),
-    (
-        "grid-too-big",
-        "program: x.py\nmethod: grid\nparameters:\n  a: {min: 1, max: 100}\n"
-        "  b: {min: 1, max: 100}\n  c: {min: 1, max: 100}\n",
-        "3: parameters: the grid has 1,000,000 points, over 100,000",
-    ),
     ("bayes-no-metric", "method: bayes\n" + LR, "1: bayes search needs a metric"),
     (
         "hyperband-no-metric",
@@ -237,6 +231,21 @@ CASES = [
         "hyperband-empty",
         OK + LR + "early_terminate:\n  type: hyperband\n  max_iter: 2\n  s: 1\n",
         "7: early_terminate.max_iter: no brackets: max_iter/eta = 0.666667 < 1",
+    ),
+    (
+        "hyperband-float-s",
+        OK + LR + "early_terminate: {type: hyperband, max_iter: 27, s: 2.0}\n",
+        "5: early_terminate.s: expected an integer >= 1, got 2.0: W&B's engine raises on a float s",
+    ),
+    (
+        "target-nan",
+        "method: random\nmetric: {name: val/accuracy, goal: maximize, target: .nan}\n" + LR,
+        "2: metric.target: expected a finite number, got nan: a sweep cannot stop on it",
+    ),
+    (
+        "envvar-lowercase",
+        OTHER + "parameters: {x: {value: 1}}\ncommand: [python, train.py, '${envvar:home}']\n",
+        "4: command[2]: W&B's agent substitutes ${envvar:NAME} only for names of capitals",
     ),
     (
         "hyperband-scalar",
@@ -293,7 +302,27 @@ CASES = [
     (
         "trainer-group",
         OK + "parameters:\n  optimizer:\n    parameters:\n      lr: {value: 0.1}\n",
-        "4: parameters.optimizer: the trainer takes flat parameters",
+        "4: parameters.optimizer: the trainer takes 'optimizer' as a value, and here it is a group",
+    ),
+    (
+        "trainer-group-twice",
+        OK + "parameters:\n  lr: {value: 0.1}\n  optim:\n    parameters:\n      lr: {value: 0.2}\n",
+        "7: parameters.optim.parameters.lr: 'lr' is given twice, once inside a group",
+    ),
+    (
+        "trainer-group-leaf",
+        OK + "parameters:\n  optim:\n    parameters:\n      momentum: {min: 0.0, max: 2.0}\n",
+        "6: parameters.optim.parameters.momentum: uniform reaches [0, 2] but 'momentum' takes",
+    ),
+    (
+        "trainer-args-json",
+        OK + LR + "command: [python, -m, kmnist.wandb_entry, '${args_json}']\n",
+        "5: command[3]: ${args_json} hands the trainer one JSON word",
+    ),
+    (
+        "trainer-literal-value",
+        OK + LR + "command: [python, -m, kmnist.wandb_entry, --epochs=0, '${args}']\n",
+        "5: command[3]: parameter 'epochs': expected an integer in [1, inf], got '0'",
     ),
     (
         "trainer-test-metric",
@@ -449,3 +478,89 @@ def test_no_input_raises(data: object) -> None:
 @given(st.text(alphabet="method:grid parameters{}[]-,\n lrminax01.e!&*|>'\"#%@`\t", max_size=80))
 def test_no_text_raises(text: str) -> None:
     check_source(parse(text))
+
+
+# Files W&B runs: each validates, and its summary line says what differs offline.
+ACCEPTED = [
+    (
+        "trainer-groups",
+        OK + "parameters:\n  optim:\n    parameters:\n      lr: {min: 0.001, max: 0.1}\n"
+        "      nesterov: {values: [true, false]}\n",
+        "2 parameters (2 searched), continuous",
+    ),
+    (
+        "boolean-flags",
+        OK + LR + "command: [python, -m, kmnist.wandb_entry, '${args_no_boolean_flags}']\n",
+        "1 parameters (1 searched)",
+    ),
+    ("null-is-default", OK + "parameters:\n  lr: {value: null}\n", "1 points"),
+    (
+        "big-grid",
+        OTHER.replace("random", "grid") + "parameters:\n  a: {min: 1, max: 100}\n"
+        "  b: {min: 1, max: 100}\n  c: {min: 1, max: 100}\n",
+        "warning: 1,000,000 grid points and no run_cap below 100,000: W&B runs every one",
+    ),
+    (
+        "custom-scheduler",
+        "method: custom\nscheduler: {engine: optuna, source: s.py}\n"
+        "parameters:\n  lr: {value: 0.1}\n",
+        "W&B only: method custom runs on a W&B scheduler",
+    ),
+    (
+        "local-controller",
+        OK + LR + "controller: {type: local}\n",
+        "controller local: on W&B, run `wandb controller SWEEP_ID` beside the agents",
+    ),
+    (
+        "literal-args",
+        OK
+        + LR
+        + "command: [python, -m, kmnist.wandb_entry, --epochs=3, '${envvar:X}', '${args}']\n",
+        "1 parameters (1 searched)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "said"), [c[1:] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{path}: ok: ") and said in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "method: custom\nscheduler: {engine: optuna}\nparameters: {lr: {value: 0.1}}\n",
+            "method custom",
+        ),
+        (OTHER + "parameters: {x: {value: 1}}\n", "runs only this project's trainer"),
+        (
+            OK + LR + "command: [python, -m, kmnist.wandb_entry, --device=cpu, '${args}']\n",
+            "'--device=cpu'",
+        ),
+        (
+            "method: custom\nscheduler: {engine: optuna}\n"
+            "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
+            "method custom",
+        ),
+    ],
+    ids=["custom", "other-program", "train-option", "multi-objective"],
+)
+def test_offline_create_refuses_what_only_wandb_runs(
+    text: str, reason: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    storage = str(tmp_path / "s.journal")
+    result = CliRunner().invoke(
+        main, ["create", str(path), "--backend", "optuna", "--storage", storage]
+    )
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "the offline engine cannot run this sweep as W&B would" in line and reason in line
+    assert "--backend wandb" in line

@@ -1,4 +1,8 @@
-"""The leaderboard: trials ranked by the sweep metric, as a rich table, CSV, JSON or Markdown."""
+"""The leaderboard: trials ranked by the sweep metric, as a rich table, CSV, JSON or Markdown.
+
+A trial's score is the metric's best value over its epochs for the sweep's goal (as W&B's engine
+scores a run), so the column is named `best <metric>`.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def rows(records: Sequence[TrialRecord], goal: str, metric: str) -> list[dict[st
                 "trial": r.number,
                 "model": config.get("model", ""),
                 **{k: config.get(k) for k in keys if k != "model"},
-                metric: r.value if r.value is not None else r.summary.get(metric),
+                f"best {metric}": r.value,
                 "test/accuracy": r.summary.get("test/accuracy"),
                 "epochs": r.epochs,
                 "seconds": round(r.duration, 1) if r.duration is not None else None,

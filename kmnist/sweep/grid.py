@@ -1,4 +1,4 @@
-"""Grid search: the exact product of every parameter's distinct values, as W&B enumerates it.
+"""Grid search: the exact product of every parameter's distinct values, in W&B's order.
 
 Discrete forms only: constant, categorical (no probabilities), int_uniform (min..max inclusive)
 and q_uniform (numpy's arange(min, max, q): max excluded, as in W&B).
@@ -88,12 +88,37 @@ def shown(points: int) -> str:
     return f"{points:,}" if points <= _SATURATED else f"over {_SATURATED:.0e}"
 
 
+def order(parameters: Mapping[str, Param]) -> list[tuple[tuple[str, ...], Param]]:
+    """The parameters in the order W&B's grid search walks them: by name at every level.
+
+    The grid is their product (`sweeps.grid_search`: `itertools.product` over the parameters
+    sorted by name, a group's inside it, the last one varying fastest), each one's values in
+    file order.
+    """
+    return sorted(leaves(parameters), key=lambda leaf: leaf[0])
+
+
+def digits(parameters: Mapping[str, Param], index: int) -> dict[tuple[str, ...], int]:
+    """Where, in `values(param)`, each parameter's value of grid point `index` is."""
+    found = {}
+    for path, param in reversed(order(parameters)):
+        index, found[path] = divmod(index, count(param))
+    return found
+
+
+def point(parameters: Mapping[str, Param], index: int) -> dict[str, Any]:
+    """Grid point `index` (from 0, W&B's order) as a trial config, groups kept nested."""
+    chosen = digits(parameters, index)
+    return nest({path: values(param)[chosen[path]] for path, param in leaves(parameters)})
+
+
 def points(parameters: Mapping[str, Param]) -> Iterator[dict[str, Any]]:
-    """Every grid point as a trial config, groups kept nested."""
+    """Every grid point as a trial config, in the order W&B's grid search proposes them."""
     paths = [path for path, _ in leaves(parameters)]
-    axes = [values(param) for _, param in leaves(parameters)]
-    for combination in itertools.product(*axes):
-        yield nest(dict(zip(paths, combination, strict=True)))
+    walked = order(parameters)
+    for combination in itertools.product(*(values(param) for _, param in walked)):
+        chosen = dict(zip((path for path, _ in walked), combination, strict=True))
+        yield nest({path: chosen[path] for path in paths})  # keys in file order
 
 
 def nest(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:

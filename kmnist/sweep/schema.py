@@ -23,10 +23,13 @@ class Kind:
     expected: str  # "a whole number >= 1"
     test: Callable[[Any], bool]
     numeric: bool = False  # the message explains PyYAML's `1e-5`-is-a-string pitfall
+    why: str = ""  # said when a number fails: what W&B would do with it
 
     def problem(self, value: Any) -> str | None:
         if self.test(value):
             return None
+        if self.why and is_number(value):
+            return f"expected {self.expected}, got {show(value)}: {self.why}"
         if self.numeric:
             return expected_number(value, self.expected)
         return f"expected {self.expected}, got {show(value)}"
@@ -63,6 +66,19 @@ BOOLEAN = Kind("true or false", lambda v: isinstance(v, bool))
 NUMBER = Kind("a number", is_number, numeric=True)
 RUN_CAP = Kind("a whole number > 0", lambda v: is_integer(v) and v > 0, numeric=True)
 AT_LEAST_ONE = Kind("a whole number >= 1", lambda v: is_integer(v) and v >= 1, numeric=True)
+# W&B's engine counts brackets with range(s): it raises on s: 2.0, which its schema lets through.
+BRACKETS = Kind(
+    "an integer >= 1",
+    lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    numeric=True,
+    why="W&B's engine raises on a float s: write it without a decimal point",
+)
+TARGET = Kind(
+    "a finite number",
+    lambda v: is_number(v) and math.isfinite(v),
+    numeric=True,
+    why="a sweep cannot stop on it",
+)
 ETA = Kind("a number > 1", lambda v: is_number(v) and v > 1, numeric=True)
 
 # `method: custom` runs only on a W&B scheduler; the error text names the three that run anywhere.
@@ -97,7 +113,7 @@ METRIC = Section(
     {
         "name": STRING,
         "goal": Choice(GOALS, "minimize or maximize", suggest=True),
-        "target": NUMBER,
+        "target": TARGET,
         "impute": Choice(IMPUTE, "latest, best or worst"),
         "impute_while_running": Choice((*IMPUTE, "false"), "latest, best, worst or false"),
     },
@@ -108,7 +124,7 @@ HYPERBAND = Section(
         "type": None,  # its message names the only choice: "expected type: hyperband"
         "min_iter": AT_LEAST_ONE,
         "max_iter": AT_LEAST_ONE,
-        "s": AT_LEAST_ONE,
+        "s": BRACKETS,
         "eta": ETA,
         "strict": BOOLEAN,
     },
@@ -201,3 +217,5 @@ MACROS = (
     "args_override_hydra",
 )
 MACRO = re.compile(r"\$\{([^}]*)\}")
+# `${envvar:NAME}`: the agent substitutes only these names (wandb_agent.py's regex).
+ENVVAR_NAME = re.compile(r"[A-Z0-9_]*")

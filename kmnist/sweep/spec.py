@@ -171,6 +171,14 @@ def leaves(
             yield (*prefix, name), param
 
 
+def parameter_path(leaf: tuple[str, ...]) -> tuple[str, ...]:
+    """("group", "x") sits at parameters.group.parameters.x in the file."""
+    path: list[str] = []
+    for index, name in enumerate(leaf):
+        path += [name] if index == 0 else ["parameters", name]
+    return tuple(path)
+
+
 def runs_project_trainer(raw: Mapping[str, Any]) -> bool:
     """True when W&B's agent would run this project's trainer: no program, or ours."""
     program = raw.get("program")

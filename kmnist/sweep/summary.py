@@ -1,10 +1,11 @@
-"""One line about a valid sweep: method, metric, parameters, grid size, hyperband brackets."""
+"""One line about a valid sweep: method, metric, parameters, grid size, brackets, engine notes."""
 
 from __future__ import annotations
 
 import math
 
 from kmnist.sweep import distributions, grid
+from kmnist.sweep.engines import notes
 from kmnist.sweep.spec import Categorical, Constant, SweepSpec
 from kmnist.sweep.text import is_integer
 
@@ -30,7 +31,7 @@ def summary(spec: SweepSpec) -> str:
         parts.append(_brackets_text(spec))
     if not spec.runs_project_trainer:
         parts.append(f"program {spec.program or ' '.join(spec.command or ())} (format checks only)")
-    return ", ".join(parts)
+    return ", ".join(parts + notes(spec))
 
 
 def _brackets_text(spec: SweepSpec) -> str:

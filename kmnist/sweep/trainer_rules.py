@@ -1,7 +1,8 @@
 """The trainer's rules for a sweep that runs it: its parameters, its metrics, its command line.
 
 The names and domains come from the trainer itself (`kmnist.trainer.params`, `.metrics`), never
-from a copy; these rules apply only when the sweep runs this project's trainer.
+from a copy; these rules apply only when the sweep runs this project's trainer. A nested group's
+parameters reach the trainer under their own names, as its W&B entry point takes them.
 """
 
 from __future__ import annotations
@@ -10,28 +11,104 @@ import math
 from typing import Any
 
 from kmnist.sweep import distributions
+from kmnist.sweep.command import entry_words, literal_parameters
 from kmnist.sweep.source import Path_, Report
-from kmnist.sweep.spec import Categorical, Constant, Nested, Param
+from kmnist.sweep.spec import Categorical, Constant, Nested, Param, leaves, parameter_path
 from kmnist.sweep.text import hint
 from kmnist.trainer import metrics
 from kmnist.trainer.params import PARAMS, ConfigError, coerce, unknown_key_message
 from kmnist.trainer.params import Param as Knob
 
-# The command macros that hand the trainer its parameters as --name=value.
-ARGS_MACROS = ("${args}", "${args_no_equals}")
+# The `${args...}` macros whose words the trainer's entry point reads as its parameters (with
+# args_no_boolean_flags a false flag is left out, and W&B's parameter file gives it).
+ARGS_MACROS = ("${args}", "${args_no_equals}", "${args_no_boolean_flags}")
+UNREADABLE = {
+    "${args_no_hyphens}": "name=value words",
+    "${args_json}": "one JSON word",
+    "${args_json_file}": "a file name",
+    "${args_append_hydra}": "+name=value words",
+    "${args_override_hydra}": "++name=value words",
+}
 
 
 def check(report: Report, data: dict[Any, Any], parameters: dict[str, Param]) -> None:
-    command = data.get("command")
-    if isinstance(command, list) and not set(ARGS_MACROS) & set(map(str, command)):
-        report.add(
-            ("command",), "the trainer reads its parameters as --name=value: add ${args} to command"
-        )
+    literal: dict[str, str] = {}
+    if isinstance(data.get("command"), list):
+        literal = check_command(report, data["command"])
+        check_group_words(report, data["command"], parameters)
     metric = data.get("metric")
     if isinstance(metric, dict) and isinstance(metric.get("name"), str):
         check_metric(report, metric["name"])
+    check_groups(report, parameters)
+    inside: dict[str, bool] = dict.fromkeys(literal, False)  # name -> seen inside a group
+    for leaf, param in leaves(parameters):
+        path = ("parameters", *parameter_path(leaf))
+        name, grouped = leaf[-1], len(leaf) > 1
+        if name in inside and (grouped or inside[name]):
+            report.add(
+                path,
+                f"'{name}' is given twice, once inside a group: the trainer takes a group's "
+                "parameters under their own names",
+            )
+        inside[name] = inside.get(name, False) or grouped
+        check_parameter(report, path, name, param)
+
+
+def check_command(report: Report, words: list[Any]) -> dict[str, str]:
+    """Problems of the trainer's command; the trainer parameters written into it."""
+    texts = [str(word) for word in words]
+    for index, word in enumerate(texts):
+        if word in UNREADABLE:
+            report.add(
+                ("command", f"[{index}]"),
+                f"{word} hands the trainer {UNREADABLE[word]}, and it reads --name=value: "
+                "use ${args}",
+            )
+    if not set(ARGS_MACROS) & set(texts) and not set(UNREADABLE) & set(texts):
+        report.add(
+            ("command",), "the trainer reads its parameters as --name=value: add ${args} to command"
+        )
+    literal, _ = literal_parameters(entry_words(texts).arguments)  # ${envvar:...} as written
+    for name, value in literal.items():
+        if "${envvar:" in value:  # the agent's environment gives it, at run time
+            continue
+        try:
+            coerce(PARAMS[name], value)
+        except ConfigError as exc:
+            report.add(_word_path(texts, name), str(exc))
+    return literal
+
+
+def _word_path(words: list[str], name: str) -> Path_:
+    """The path of the last command word that names trainer parameter `name`."""
+    named = [i for i, w in enumerate(words) if w[2:].split("=")[0].replace("-", "_") == name]
+    return ("command", f"[{named[-1]}]") if named else ("command",)
+
+
+def check_group_words(report: Report, words: list[Any], parameters: dict[str, Param]) -> None:
+    """${args_no_equals} writes a group as `--name {...}`: the entry point reads no group there."""
+    texts = [str(word) for word in words]
+    if "${args_no_equals}" in texts and any(isinstance(p, Nested) for p in parameters.values()):
+        report.add(
+            ("command", f"[{texts.index('${args_no_equals}')}]"),
+            "${args_no_equals} hands a group to the trainer as two words it cannot read: "
+            "use ${args}",
+        )
+
+
+def check_groups(report: Report, parameters: dict[str, Param], prefix: Path_ = ()) -> None:
+    """A group named like a trainer parameter would reach the trainer as that parameter."""
     for name, param in parameters.items():
-        check_parameter(report, ("parameters", name), name, param)
+        if not isinstance(param, Nested):
+            continue
+        path = ("parameters", *parameter_path((*prefix, name)))
+        if name in PARAMS:
+            report.add(
+                path,
+                f"the trainer takes '{name}' as a value, and here it is a group: "
+                "name the group otherwise",
+            )
+        check_groups(report, param.parameters, (*prefix, name))
 
 
 def check_metric(report: Report, name: str) -> None:
@@ -51,9 +128,6 @@ def check_metric(report: Report, name: str) -> None:
 def check_parameter(report: Report, path: Path_, name: str, param: Param) -> None:
     if name not in PARAMS:
         report.add(path, unknown_key_message(name))
-        return
-    if isinstance(param, Nested):
-        report.add(path, f"the trainer takes flat parameters; '{name}' is a group")
         return
     knob = PARAMS[name]
     if isinstance(param, Constant | Categorical):
@@ -77,6 +151,8 @@ def check_values(report: Report, path: Path_, knob: Knob, param: Constant | Cate
     else:
         items = [((*path, "values", f"[{i}]"), v) for i, v in enumerate(param.values)]
     for item_path, value in items:
+        if value is None:  # null: the trainer's default (W&B's agent passes it as None)
+            continue
         try:
             coerce(knob, value)
         except ConfigError as exc:

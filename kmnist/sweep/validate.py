@@ -26,10 +26,11 @@ from kmnist.sweep.spec import (
     form_of,
     keys_of,
     leaves,
+    parameter_path,
     required_keys,
     runs_project_trainer,
 )
-from kmnist.sweep.text import hint, is_integer, is_number, show, yaml_text
+from kmnist.sweep.text import hint, is_number, show, yaml_text
 
 
 def check_file(path: Path) -> tuple[SweepSpec | None, list[Problem]]:
@@ -90,12 +91,21 @@ def command(report: Report, words: Any) -> None:
         return
     for index, word in enumerate(words):
         for name in schema.MACRO.findall(str(word)):
-            if name not in schema.MACROS and not name.startswith("envvar:"):
-                near = hint(f"${{{name}}}", [f"${{{macro}}}" for macro in schema.MACROS])
-                report.add(
-                    ("command", f"[{index}]"),
-                    f"unknown macro '${{{name}}}'{near}: the agent would drop it",
-                )
+            macro(report, ("command", f"[{index}]"), name)
+
+
+def macro(report: Report, path: Path_, name: str) -> None:
+    if name.startswith("envvar:"):
+        variable = name.removeprefix("envvar:")
+        if not schema.ENVVAR_NAME.fullmatch(variable):
+            report.add(
+                path,
+                f"W&B's agent substitutes ${{envvar:NAME}} only for names of capitals, digits "
+                f"and _, so '${{{name}}}' would reach the program unsubstituted",
+            )
+    elif name not in schema.MACROS:
+        near = hint(f"${{{name}}}", [f"${{{macro}}}" for macro in schema.MACROS])
+        report.add(path, f"unknown macro '${{{name}}}'{near}: the agent would drop it")
 
 
 def controller(report: Report, value: Any) -> None:
@@ -207,8 +217,9 @@ def parameters_section(report: Report, data: dict[Any, Any]) -> None:
     # The cross-checks below read the well-formed parameters; the others are reported.
     built = build_parameters({name: data["parameters"][name] for name in clean})
     if data.get("method") == "grid":
-        complete = len(clean) == len(data["parameters"])
-        grid_space(report, built, data.get("run_cap"), complete)
+        discrete = all([grid_leaf(report, path, param) for path, param in leaves(built)])
+        if discrete and len(clean) == len(data["parameters"]):
+            grid_size(report, built)
     if runs_project_trainer(data):
         trainer_rules.check(report, data, built)
 
@@ -355,9 +366,8 @@ def bounds(report: Report, path: Path_, form: str, low: float, high: float) -> N
 
 
 # -- what W&B's grid search refuses ----------------------------------------------------------------
-def grid_space(report: Report, built: dict[str, Param], run_cap: Any, complete: bool) -> None:
-    if not all([grid_leaf(report, path, param) for path, param in leaves(built)]) or not complete:
-        return
+def grid_size(report: Report, built: dict[str, Param]) -> None:
+    """Refuse a grid no engine can list (a bigger one without run_cap is only a warning)."""
     points = grid.size(built)
     if points > grid.MAX_POINTS:  # what an engine can list, whatever run_cap says
         report.add(
@@ -365,14 +375,6 @@ def grid_space(report: Report, built: dict[str, Param], run_cap: Any, complete: 
             f"the grid has {grid.shown(points)} points, over the {grid.MAX_POINTS:,} "
             "an engine can list (grid search enumerates every point, with or without "
             "run_cap): narrow it, or use method: random",
-        )
-        return
-    bounded = is_integer(run_cap) and run_cap <= grid.LIMIT
-    if points > grid.LIMIT and not bounded:
-        report.add(
-            ("parameters",),
-            f"the grid has {points:,} points, over {grid.LIMIT:,}: "
-            "narrow it, or set run_cap to bound the sweep",
         )
 
 
@@ -393,11 +395,3 @@ def grid_leaf(report: Report, leaf: tuple[str, ...], param: Param) -> bool:
         )
         return False
     return True
-
-
-def parameter_path(leaf: tuple[str, ...]) -> Path_:
-    """("group", "x") sits at parameters.group.parameters.x in the file."""
-    path: list[str] = []
-    for index, name in enumerate(leaf):
-        path += [name] if index == 0 else ["parameters", name]
-    return tuple(path)

@@ -319,15 +319,16 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A complete config: `raw`'s values checked and converted, defaults for the rest.
 
     Keys starting with `_` (W&B's own, such as `_wandb`) are ignored. Values may be strings,
-    as W&B's agent passes them on a command line (`--nesterov=True`).
+    as W&B's agent passes them on a command line (`--nesterov=True`). A nested group (a W&B
+    sweep's `parameters` inside a parameter) gives its parameters under their own names; a
+    null value (`value: null`, which W&B's agent passes as `None`) leaves the default.
     """
     config = {name: p.default for name, p in PARAMS.items()}
-    for key, value in raw.items():
-        if key.startswith("_"):
-            continue
+    for key, value in flatten_groups(raw).items():
         if key not in PARAMS:
             raise ConfigError(unknown_key_message(key))
-        config[key] = coerce(PARAMS[key], value)
+        if value is not None and value != "None":
+            config[key] = coerce(PARAMS[key], value)
     _check_mixing(config)
     return config
 
@@ -343,6 +344,20 @@ def _check_mixing(config: Mapping[str, Any]) -> None:
             "each batch gets at most one of them, so set the two shares to sum to at most 1 "
             "(e.g. --mixup_prob=0.5 --cutmix_prob=0.5)"
         )
+
+
+def flatten_groups(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested groups merged into one flat mapping of parameters (`_` keys left out)."""
+    flat: dict[str, Any] = {}
+    for name, value in raw.items():
+        if str(name).startswith("_"):
+            continue
+        group = isinstance(value, Mapping) and name not in PARAMS
+        for key, leaf in (flatten_groups(value) if group else {name: value}).items():
+            if key in flat:
+                raise ConfigError(f"parameter '{key}' is given twice (once inside a group)")
+            flat[key] = leaf
+    return flat
 
 
 def relevant(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """The offline engine: a sweep as an Optuna study, in a journal file or a database.
 
 The study carries the sweep's YAML, id, creation time and state as user attributes, so an
-agent needs only the id. Each trial carries its W&B-shaped config, its per-epoch history and
-its final summary, so the leaderboard reads everything from storage.
+agent needs only the id. Each trial carries its W&B-shaped config, its per-epoch history, its
+final summary and its objective (the metric's best value over its history, as W&B's engine
+scores a run), so the leaderboard reads everything from storage.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import secrets
 import threading
 import time
@@ -37,6 +39,7 @@ from kmnist.backends import (
 )
 from kmnist.backends.optuna import heartbeats
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
+from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
 from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
     RETRY,
@@ -47,7 +50,9 @@ from kmnist.backends.optuna.storage import (
 from kmnist.backends.optuna.trial_locks import TrialLocks
 from kmnist.errors import StorageFault, UserError
 from kmnist.masking import mask
-from kmnist.sweep import SweepSpec
+from kmnist.sweep import SweepSpec, objective
+from kmnist.sweep.command import entry_words, literal_parameters
+from kmnist.sweep.engines import offline_refusals
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 
@@ -56,6 +61,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 STATES = ("running", "paused", "stopped")
+STARTUP_ENV = "KMNIST_BAYES_STARTUP"  # random trials before bayes models (default: W&B's 2)
 _RECORD_STATE = {
     TrialState.RUNNING: "running",
     TrialState.COMPLETE: "completed",
@@ -68,7 +74,12 @@ _RECORD_STATE = {
 def create_sweep(
     spec_text: str, spec: SweepSpec, name: str | None = None, url: str | None = None
 ) -> str:
-    """Register the sweep as a new study; returns its id."""
+    """Register the sweep as a new study; returns its id.
+
+    A sweep W&B runs but this engine cannot (see `engines.offline_refusals`) is refused here.
+    """
+    _refuse_what_only_wandb_runs(spec)
+    startup = _startup(os.environ.get(STARTUP_ENV))
     base = name or spec.name or "sweep"
     sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
     storage = open_storage(url)
@@ -79,7 +90,26 @@ def create_sweep(
     study.set_user_attr("sweep_id", sweep_id)
     study.set_user_attr("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     study.set_user_attr("state", "running")
+    if startup is not None:
+        study.set_user_attr("bayes_startup", startup)
     return sweep_id
+
+
+def _refuse_what_only_wandb_runs(spec: SweepSpec) -> None:
+    refusals = offline_refusals(spec)
+    if refusals:
+        raise UserError(
+            f"the offline engine cannot run this sweep as W&B would: {refusals[0]}; "
+            "create it on W&B (--backend wandb)"
+        )
+
+
+def _startup(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UserError(f"{STARTUP_ENV}={text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 @dataclass
@@ -130,7 +160,8 @@ class OptunaSweep:
         # number into them (Study._study_id and Trial._trial_id are private).
         self.study_id = self.storage.get_study_id_from_name(sweep_id)
         self.spec = _spec_of(self.study)
-        self.plan: StudyPlan = plan(self.spec, seed)
+        startup = self.study.user_attrs.get("bayes_startup")
+        self.plan: StudyPlan = plan(self.spec, seed, startup=startup)
         self.study.sampler, self.study.pruner = self.plan.sampler, self.plan.pruner
         folder = journal_path(self.url)
         self.locks = TrialLocks(Path(f"{folder}.locks") / sweep_id) if folder else None
@@ -143,6 +174,11 @@ class OptunaSweep:
 
     # -- handing out trials ------------------------------------------------------------------
     def next_trial(self) -> Ticket:
+        refusals = offline_refusals(self.spec)  # studies made before `create` refused these
+        if refusals:
+            raise UserError(
+                f"sweep {self.sweep_id}: the offline engine cannot run it: {refusals[0]}"
+            )
         self.reap_dead_trials()
         self._check_open()
         if self.locks:
@@ -153,13 +189,33 @@ class OptunaSweep:
         if self.locks:
             self.locks.hold(trial.number)
         self._start_heartbeat(trial)
+        frozen = self.storage.get_trial(self._trial_id(trial.number))
         if self._over_cap(trial.number):
             self._discard(trial, "run_cap reached while it was asked")
             raise self._done(f"run_cap {self.plan.run_cap} reached")
-        config = suggest_config(trial, self.spec)
+        if self._past_grid(frozen):
+            self._discard(trial, "every grid point was taken while it was asked")
+            raise self._done("every grid point has been run")
+        config = {**self._command_parameters(), **suggest_config(trial, self.spec)}
         trial.set_user_attr("config", config)
-        frozen = self.storage.get_trial(self._trial_id(trial.number))
-        return Ticket(trial.number, config, trial, _retry_of(frozen))
+        return Ticket(trial.number, config, trial, retry_of(frozen))
+
+    def _command_parameters(self) -> dict[str, str]:
+        """Trainer parameters written into the sweep's command, as W&B's agent passes them.
+
+        W&B's parameter file gives the run's config over them, so the config is laid on top.
+        """
+        if not self.spec.runs_project_trainer:
+            return {}
+        words = entry_words(self.spec.command, os.environ)
+        return literal_parameters(words.arguments)[0]
+
+    def _past_grid(self, trial: FrozenTrial) -> bool:
+        """True if every grid point went to trials numbered before this one (a race lost)."""
+        sampler = self.plan.sampler
+        if not isinstance(sampler, WandbGridSampler):
+            return False
+        return sampler.place(self.study, trial) >= sampler.size
 
     def _trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
@@ -171,8 +227,8 @@ class OptunaSweep:
         if state == "paused":
             raise SweepPaused("the sweep is paused")
         trials = self.study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        if any(self.plan.target_reached(t.value) for t in done):
+        scored = [_objective(t) for t in trials if t.state in _SCORED]
+        if any(v is not None and self.plan.target_reached(v) for v in scored):
             raise SweepDone(f"target {self.spec.metric.name} = {self.plan.target} reached")
         if self.plan.run_cap is not None and _counted(trials) >= self.plan.run_cap:
             raise self._done(f"run_cap {self.plan.run_cap} reached")
@@ -180,7 +236,7 @@ class OptunaSweep:
         sampler = self.plan.sampler
         if (
             not waiting
-            and isinstance(sampler, optuna.samplers.GridSampler)
+            and isinstance(sampler, WandbGridSampler)
             and sampler.is_exhausted(self.study)
         ):
             raise self._done("every grid point has been run")
@@ -257,12 +313,14 @@ class OptunaSweep:
         trial.set_user_attr("history", history)
         if reason:
             trial.set_user_attr("failure_reason", reason)
-        value = summary.get(self.spec.metric.name) if self.spec.metric else None
+        value = self._objective(summary, history)
+        if value is not None:
+            trial.set_user_attr("objective", value)
         if status == "completed" and value is None:
             status, reason = "failed", f"the metric {self.spec.metric.name} was never logged"
             trial.set_user_attr("failure_reason", reason)
         if status == "completed":
-            self.study.tell(trial, float(value))
+            self.study.tell(trial, value)
         elif status == "stopped":
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
@@ -286,6 +344,17 @@ class OptunaSweep:
             f"{ticket.name} was failed as dead while this agent was silent for longer than the "
             f"heartbeat window (stopped or paused?), and {again}: dropped here"
         )
+
+    def _objective(
+        self, summary: Mapping[str, Any], history: list[dict[str, float]]
+    ) -> float | None:
+        """The metric's best value over the history and summary, for the goal (W&B's extremum)."""
+        if self.spec.metric is None:
+            return None
+        name = self.spec.metric.name
+        values = [epoch[name] for epoch in history if name in epoch]
+        values += [summary[name]] if name in summary else []
+        return objective.extremum(values, self.spec.goal)
 
     # -- crash safety ------------------------------------------------------------------------
     def reap_dead_trials(self) -> list[int]:
@@ -428,17 +497,13 @@ def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool 
     With `below`, only trials numbered below it count; a retry is numbered after the trial it
     replaces, so the retry links are read from all trials.
     """
-    # retry_history, not failed_trial: in a chain 0 -> 5 -> 9, failed_trial names 0 only.
-    with _quiet_experimental():
-        retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    rerun = retried(trials)
     ran = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     ran += (TrialState.WAITING,) if waiting else ()
     return sum(
         t.state in ran
         or (
-            t.state == TrialState.FAIL
-            and t.number not in retried
-            and "discarded" not in t.user_attrs
+            t.state == TrialState.FAIL and t.number not in rerun and "discarded" not in t.user_attrs
         )
         for t in trials
         if below is None or t.number < below
@@ -464,6 +529,14 @@ def _quiet_experimental() -> Iterator[None]:
         yield
 
 
+_SCORED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _objective(trial: FrozenTrial) -> float | None:
+    """What a trial scored: its objective (best over its history), else its told value."""
+    return trial.user_attrs.get("objective", trial.value)
+
+
 def _spec_of(study: Study) -> SweepSpec:
     spec, problems = check_source(parse(study.user_attrs.get("sweep_yaml", "")))
     if spec is None:
@@ -482,12 +555,12 @@ def _record(t: FrozenTrial) -> TrialRecord:
         number=t.number,
         state=_RECORD_STATE.get(t.state, t.state.name.lower()),
         config=t.user_attrs.get("config", dict(t.params)),
-        value=t.value,
+        value=_objective(t),
         summary=t.user_attrs.get("summary", {}),
         epochs=len(t.intermediate_values) or len(t.user_attrs.get("history", [])),
         duration=duration,
         reason=t.user_attrs.get("failure_reason", ""),
-        retry_of=_retry_of(t),
+        retry_of=retry_of(t),
     )
 
 

@@ -1,0 +1,67 @@
+"""What a valid sweep means for each engine: what only W&B runs, and what deserves a warning.
+
+`validate` accepts exactly what W&B runs. Some of it the offline engine cannot run as W&B would
+(another program, a custom scheduler, several objectives); `offline_refusals` names each, for
+`create` to refuse with one line and for the summary to mention.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from kmnist.sweep import grid
+from kmnist.sweep.command import LAUNCHER, entry_words, literal_parameters
+from kmnist.sweep.spec import PROJECT_PROGRAM, SweepSpec
+from kmnist.sweep.text import is_integer
+
+OFFLINE_METHODS = ("grid", "random", "bayes")
+
+
+def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Why the offline engine cannot run this sweep as W&B would (empty: it can)."""
+    raw = spec.raw
+    reasons = []
+    if spec.method not in OFFLINE_METHODS:
+        reasons.append(f"method {spec.method} runs on a W&B scheduler (W&B Launch)")
+    if "metrics" in raw:
+        reasons.append("metrics (several objectives) needs a custom W&B scheduler")
+    if "scheduler" in raw or "job" in raw or "image_uri" in raw:
+        reasons.append("scheduler, job and image_uri run on W&B Launch")
+    if not spec.runs_project_trainer:
+        shown = spec.program or " ".join(spec.command or ())
+        reasons.append(
+            f"the offline agent runs only this project's trainer ({PROJECT_PROGRAM}), not {shown}"
+        )
+    else:
+        reasons += _command_refusals(spec, os.environ if environ is None else environ)
+    return reasons
+
+
+def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:
+    words = entry_words(spec.command, environ)
+    _, others = literal_parameters(words.arguments)
+    foreign = [w for w in words.launcher if w not in LAUNCHER] + others
+    if not foreign:
+        return []
+    return [
+        f"command word {foreign[0]!r} goes to the program as written; the offline agent runs "
+        "the trainer in-process and takes only its --name=value parameters from command"
+    ]
+
+
+def notes(spec: SweepSpec) -> list[str]:
+    """Short notes for the summary line: what only W&B runs, and grids W&B would run in full."""
+    found = [f"W&B only: {reason}" for reason in offline_refusals(spec)]
+    if spec.method == "grid":
+        points = grid.size(spec.parameters)
+        bounded = is_integer(spec.run_cap) and spec.run_cap <= grid.LIMIT
+        if points > grid.LIMIT and not bounded:
+            found.append(
+                f"warning: {grid.shown(points)} grid points and no run_cap below {grid.LIMIT:,}: "
+                "W&B runs every one"
+            )
+    controller = spec.raw.get("controller")
+    if isinstance(controller, dict) and controller.get("type") == "local":
+        found.append("controller local: on W&B, run `wandb controller SWEEP_ID` beside the agents")
+    return found
