@@ -176,3 +176,14 @@ def test_k_larger_than_training_set_uses_every_point() -> None:
     train = torch.tensor([[0, 0], [9, 9]], dtype=torch.uint8)
     model = KNNClassifier(resolve({"model": "knn", "k": 10})).fit(train, torch.tensor([0, 1]))
     assert model.predict(torch.tensor([[1, 1]], dtype=torch.uint8)).tolist() == [0]
+
+
+def test_prediction_workers_leave_the_thread_count_as_it_was(subset: tuple) -> None:
+    before = torch.get_num_threads()
+    ours, _ = _ours({"k": 4}, subset)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(1)  # one worker: the same predictions
+    try:
+        assert np.array_equal(_ours({"k": 4}, subset)[0], ours)
+    finally:
+        torch.set_num_threads(before)
