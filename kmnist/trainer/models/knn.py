@@ -48,6 +48,7 @@ class KNNClassifier:
             self.metric == "euclidean"
             and not self.standardize
             and not self.pca_components
+            and flat.dtype == torch.uint8
             and flat.shape[1] <= kernels.MAX_EXACT_DIM
         )
         self._fit_preprocessing(flat)
@@ -62,9 +63,8 @@ class KNNClassifier:
         """Class probabilities (n, classes), as scikit-learn's `predict_proba`."""
         queries = self._prepare(images.flatten(1))
         blocks = [queries[i : i + QUERY_TILE] for i in range(0, len(queries), QUERY_TILE)]
-        if queries.device.type != "cpu":
-            return torch.cat([self._votes(block) for block in blocks])
-        return torch.cat(_in_workers([partial(self._votes, block) for block in blocks]))
+        votes = _in_workers([partial(self._votes, block) for block in blocks], queries.device)
+        return torch.cat(votes)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.predict_proba(images).argmax(1)  # argmax takes the first: lowest label
@@ -90,8 +90,8 @@ class KNNClassifier:
 
     def _prepare(self, flat: torch.Tensor) -> torch.Tensor:
         if self.exact:
-            # Euclidean distance is shift-invariant: uint8 pixels shifted to int8.
-            return (flat.int() - 128).to(torch.int8)
+            # Euclidean distance is shift-invariant: uint8 pixels shifted to int8 (p - 128).
+            return (flat ^ 128).view(torch.int8)
         data = self._standardized(flat)
         if self.components is not None:
             data = (data - self.pca_mean) @ self.components
@@ -100,27 +100,22 @@ class KNNClassifier:
 
     # -- the exact path ---------------------------------------------------------------------
     def _fit_exact(self) -> None:
-        """Pad the training set to whole groups (padding scores -inf), cut it into tiles and
-        build the kernel for each."""
-        pad = -len(self.train) % GROUP
-        self.padded = F.pad(self.train, (0, 0, 0, pad))
-        half_sq = self.train.int().square().sum(1).float() / 2  # exact: below 2**23
-        self.half_sq = F.pad(half_sq, (0, pad), value=float("inf"))
-        n = len(self.padded)
-        self.bounds = [(a, min(a + TRAIN_TILE, n)) for a in range(0, n, TRAIN_TILE)]
-        self.index_bits = n.bit_length()
-        tile = lambda a, b: (self.padded[a:b], self.half_sq[a:b])  # noqa: E731
+        """Cut the training set into tiles of whole groups (padding rows score -inf) and build
+        the kernel for each, the tiles spread over the workers."""
+        device = self.train.device
+        starts = range(0, len(self.train), TRAIN_TILE)
+        pieces = _in_workers([partial(_tile_rows, self.train, a) for a in starts], device)
+        self.tile_rows, self.tile_half_sq = (list(side) for side in zip(*pieces, strict=True))
+        self.bounds = [(a, a + len(rows)) for a, rows in zip(starts, self.tile_rows, strict=True)]
+        self.index_bits = self.bounds[-1][1].bit_length()
         if self.kernel is None:  # timed as predict runs it, in a single-threaded worker
-            time_them = partial(
-                kernels.fastest,
-                self.padded.device,
-                self.padded[:QUERY_TILE],
-                *tile(*self.bounds[0]),
-            )
-            self.kernel = _in_workers([time_them])[0]
-        elif self.kernel not in kernels.available(self.padded.device):
+            first = (self.train[:QUERY_TILE], self.tile_rows[0], self.tile_half_sq[0])
+            self.kernel = _in_workers([partial(kernels.fastest, device, *first)], device)[0]
+        elif self.kernel not in kernels.available(device):
             raise ValueError(f"kNN kernel {self.kernel!r} does not run natively here")
-        self.tiles = [kernels.build(self.kernel, *tile(a, b)) for a, b in self.bounds]
+        tiles = zip(self.tile_rows, self.tile_half_sq, strict=True)
+        builds = [partial(kernels.build, self.kernel, *tile) for tile in tiles]
+        self.tiles = _in_workers(builds, device)
 
     def _exact_neighbours(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = min(self.k, len(self.train))
@@ -151,10 +146,11 @@ class KNNClassifier:
         """Float64 scores against every tile, for the rare queries whose fp32 selection is
         not certain (equal group maxima at the cut, or a k-th neighbour very far away)."""
         values, columns = [], []
-        for a, b in self.bounds:
-            dots = kernels.exact_dots(queries, self.padded[a:b].float().T).double()
+        tiles = zip(self.bounds, self.tile_rows, self.tile_half_sq, strict=True)
+        for (a, b), rows, half_sq in tiles:
+            dots = kernels.exact_dots(queries, rows.float().T).double()
             index = torch.arange(a, b, device=queries.device).expand(len(queries), -1)
-            v, c = self._best(dots - self.half_sq[a:b].double(), index, k)
+            v, c = self._best(dots - half_sq.double(), index, k)
             values.append(v)
             columns.append(c)
         return self._best(torch.cat(values, 1), torch.cat(columns, 1), k)
@@ -205,13 +201,28 @@ class KNNClassifier:
         return torch.where(exact.any(1, keepdim=True), exact.double(), inverse)
 
 
-def _in_workers(calls: list[Callable[[], T]]) -> list[T]:
-    """Each call in one of `torch.get_num_threads()` single-threaded worker threads.
+def _tile_rows(train: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training rows [start, start + TRAIN_TILE), padded to whole groups with zero rows, and
+    their |y|^2 / 2 (exact in fp32: below 2**23), +inf for the padding."""
+    rows = train[start : start + TRAIN_TILE]
+    pad = -len(rows) % GROUP
+    half_sq = rows.float().square_().sum(1).div_(2)
+    if pad:
+        rows = F.pad(rows, (0, 0, 0, pad))
+        half_sq = F.pad(half_sq, (0, pad), value=float("inf"))
+    return rows, half_sq
+
+
+def _in_workers(calls: list[Callable[[], T]], device: torch.device) -> list[T]:
+    """Each call in one of `torch.get_num_threads()` single-threaded worker threads (on GPUs
+    and other devices, where the host only queues work, in this thread).
 
     Workers share no barrier, so a core taken by another process slows only the blocks on
     it: on a shared 2-core machine 4x faster than torch's own threads, on an idle one the same.
     """
     threads = torch.get_num_threads()
+    if threads == 1 or device.type != "cpu":
+        return [call() for call in calls]
     try:
         with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
             return [job.result() for job in [pool.submit(call) for call in calls]]
