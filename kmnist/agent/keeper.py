@@ -7,7 +7,6 @@ saying why its artifacts are missing.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from kmnist.backends import Ticket
@@ -31,9 +30,8 @@ class ArtifactKeeper:
             )  # fmt: skip
             artifacts.prune(self.root, self.keep, self.goal)
         except OSError as exc:
-            why = f"artifacts not stored in {self.root}: {exc.strerror or exc}"
-            result.summary["artifacts"] = why
-            print(f"{ticket.name}: {why}", file=sys.stderr)
+            # Said in the trial's record, not on stderr: a full disk has its own one line there.
+            result.summary["artifacts"] = f"not stored in {self.root}: {exc.strerror or exc}"
 
     def value(self, result: TrialResult) -> float | None:
         """The sweep metric's best value over the trial's epochs (W&B's extremum), the value
