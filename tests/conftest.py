@@ -47,9 +47,12 @@ def kmnist_dir() -> Path:
     return folder
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    """Exit code 2, no traceback, one line on stderr holding every fragment; returns the line."""
-    assert proc.returncode == 2, proc.stderr + proc.stdout
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], *fragments: str, code: int = 2
+) -> str:
+    """Exit `code` (2: bad input), no traceback, one line on stderr holding every fragment;
+    returns the line."""
+    assert proc.returncode == code, proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -92,13 +92,7 @@ def run(
 
 def assert_one_line_fault(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """Exit code 1 (the environment failed, not the input), one line, no traceback."""
-    assert proc.returncode == 1, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
+    return assert_one_line_error(proc, *fragments, code=1)
 
 
 def unprivileged() -> tuple[str, ...]:
