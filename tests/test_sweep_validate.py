@@ -320,6 +320,11 @@ CASES = [
         "5: command[3]: ${args_json} hands the trainer one JSON word",
     ),
     (
+        "trainer-positional-word",
+        OK + LR + "command: [python, -m, kmnist.wandb_entry, '${envvar:MODE}', '${args}']\n",
+        "5: command[3]: '${envvar:MODE}' reaches the trainer as a word it cannot read",
+    ),
+    (
         "trainer-literal-value",
         OK + LR + "command: [python, -m, kmnist.wandb_entry, --epochs=0, '${args}']\n",
         "5: command[3]: parameter 'epochs': expected an integer in [1, inf], got '0'",
@@ -513,9 +518,8 @@ ACCEPTED = [
     ),
     (
         "literal-args",
-        OK
-        + LR
-        + "command: [python, -m, kmnist.wandb_entry, --epochs=3, '${envvar:X}', '${args}']\n",
+        OK + LR + "command: [python, -m, kmnist.wandb_entry, --epochs=3, --seed, '${envvar:S}', "
+        "'${args}']\n",
         "1 parameters (1 searched)",
     ),
 ]

@@ -41,8 +41,11 @@ def with_environment(word: Any, environ: Mapping[str, str]) -> str:
 
 
 def is_macro(word: str) -> bool:
-    """A whole-word macro, which the agent replaces by its words (or none)."""
-    return word.startswith("${") and word.endswith("}")
+    """A whole-word macro, which the agent replaces by its words (or none).
+
+    Not a `${envvar:NAME}` word: the agent substitutes those first, and passes the result.
+    """
+    return word.startswith("${") and word.endswith("}") and not ENVVAR.search(word)
 
 
 def entry_words(

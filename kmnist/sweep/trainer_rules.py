@@ -68,7 +68,13 @@ def check_command(report: Report, words: list[Any]) -> dict[str, str]:
         report.add(
             ("command",), "the trainer reads its parameters as --name=value: add ${args} to command"
         )
-    literal, _ = literal_parameters(entry_words(texts).arguments)  # ${envvar:...} as written
+    literal, others = literal_parameters(entry_words(texts).arguments)  # ${envvar:...} as written
+    for word in others:
+        if not word.startswith("--"):  # the train command takes no positional words
+            report.add(
+                ("command", f"[{texts.index(word)}]"),
+                f"{word!r} reaches the trainer as a word it cannot read: write --name=value",
+            )
     for name, value in literal.items():
         if "${envvar:" in value:  # the agent's environment gives it, at run time
             continue
