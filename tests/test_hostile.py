@@ -196,6 +196,20 @@ HOSTILE_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
         lambda d: _write(d, KNN + "  seed: {min: 0, max: 10000000000}\n"),
         "'seed' takes [0, 4e+09]",
     ),
+    # Whatever validate accepts, the engine runs: a subset below one image per class is refused
+    # in the file, whether a value, a listed value or a range that reaches it.
+    "train_size 5": (
+        lambda d: _write(d, VALID + "  model: {value: knn}\n  train_size: {value: 5}\n"),
+        "train_size.value: expected an integer in [10, inf] or 0",
+    ),
+    "train_size values with 9": (
+        lambda d: _write(d, VALID + "  train_size: {values: [0, 9, 100]}\n"),
+        "values[1]: expected an integer in [10, inf] or 0",
+    ),
+    "train_size range from 0": (
+        lambda d: _write(d, VALID + "  train_size: {min: 0, max: 5000}\n"),
+        "reaches [0, 5000] but 'train_size' takes [10, inf] or 0",
+    ),
     "run_cap 1e3": (lambda d: _write(d, KNN + "run_cap: 1e3\n"), "write 1000"),
     "run_cap 1.0e3": (lambda d: _write(d, KNN + "run_cap: 1.0e3\n"), "write 1000"),
     "lr min 1e-5": (
@@ -311,7 +325,7 @@ def test_grid_tells_values_apart_as_their_yaml_text_does(values: list[Any]) -> N
 TRAIN_CASES: dict[str, tuple[list[str], str]] = {
     "seed -1": (["--seed=-1"], "'seed'"),
     "seed past 2^64": (["--seed=" + "9" * 30], "'seed'"),
-    "train_size below the classes": (["--train_size=5"], "at least 10"),
+    "train_size below the classes": (["--train_size=5"], "[10, inf] or 0"),
     "a 5000-digit k": (["--k=" + "9" * 5000], "'k'"),
     "lr infinite": (["--model=cnn", "--lr=1e999"], "'lr'"),
     "val_fraction nan": (["--val_fraction=nan"], "'val_fraction'"),

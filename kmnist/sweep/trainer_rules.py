@@ -167,15 +167,11 @@ def check_values(report: Report, path: Path_, knob: Knob, param: Constant | Cate
 
 def check_bounds(report: Report, path: Path_, knob: Knob, param: Param) -> None:
     low, high = distributions.support(param) or (-math.inf, math.inf)
-    below = knob.low is not None and low < knob.low
-    above = knob.high is not None and high > knob.high
-    if below or above:
-        allowed = f"[{_bound(knob.low, '-inf')}, {_bound(knob.high, 'inf')}]"
+    # A range must lie in [knob.low, knob.high]; the knob's off value is a single point.
+    fits = knob.allowed(low) if low == high else knob.in_range(low) and knob.in_range(high)
+    if not fits:
         report.add(
             path,
-            f"{param.distribution} reaches [{low:g}, {high:g}] but '{knob.name}' takes {allowed}",
+            f"{param.distribution} reaches [{low:g}, {high:g}] but '{knob.name}' takes "
+            f"{knob.range_text().removeprefix(' in ')}",
         )
-
-
-def _bound(value: float | None, missing: str) -> str:
-    return missing if value is None else f"{value:g}"

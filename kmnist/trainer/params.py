@@ -32,12 +32,26 @@ class Param:
     choices: tuple[str, ...] = ()
     low: float | None = None  # inclusive bounds for numbers
     high: float | None = None
+    off: float | None = None  # one value outside [low, high] also taken: it turns the knob off
 
     def describe(self) -> str:
         domain = "|".join(self.choices) if self.choices else self.type.__name__
-        if self.low is not None or self.high is not None:
-            domain += f" in [{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}]"
-        return f"{self.name}={self.default!s} ({domain}): {self.help}"
+        return f"{self.name}={self.default!s} ({domain}{self.range_text()}): {self.help}"
+
+    def in_range(self, value: float) -> bool:
+        too_low = self.low is not None and value < self.low
+        return not (too_low or (self.high is not None and value > self.high))
+
+    def allowed(self, value: float) -> bool:
+        """Whether a number is in this knob's domain: in [low, high], or its off value."""
+        return value == self.off or self.in_range(value)
+
+    def range_text(self) -> str:
+        """' in [low, high]' (' or OFF' after it where a knob has an off value), or ''."""
+        if self.low is None and self.high is None:
+            return ""
+        text = f" in [{_fmt(self.low, '-inf')}, {_fmt(self.high, 'inf')}]"
+        return text if self.off is None else f"{text} or {self.off:g}"
 
 
 def _fmt(bound: float | None, missing: str) -> str:
@@ -72,7 +86,8 @@ PARAMS: dict[str, Param] = dict(
             int,
             0,
             "train on a stratified subset of this many images (0 = all; else >= 10, one per class)",
-            low=0,  # 1..9 are refused where the classes are known (data.stratified_subset)
+            low=10,
+            off=0,
         ),
         _p(
             "precision",
@@ -383,19 +398,14 @@ def coerce(param: Param, value: Any) -> Any:
         raise ConfigError(
             f"parameter '{param.name}': expected one of {', '.join(param.choices)}, got {value!r}"
         )
-    too_low = param.low is not None and converted < param.low
-    too_high = param.high is not None and converted > param.high
-    if too_low or too_high:
+    if param.type in (int, float) and not param.allowed(converted):
         raise ConfigError(f"parameter '{param.name}': expected {_expected(param)}, got {value!r}")
     return converted
 
 
 def _expected(param: Param) -> str:
     kind = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    text = kind[param.type]
-    if param.low is not None or param.high is not None:
-        text += f" in [{_fmt(param.low, '-inf')}, {_fmt(param.high, 'inf')}]"
-    return text
+    return kind[param.type] + param.range_text()
 
 
 def _convert(kind: type, value: Any) -> Any:
