@@ -67,9 +67,9 @@ def create(
     from kmnist.cli import wandb_commands
     from kmnist.sweep import load
 
-    load(file)  # a bad file gets its one line before any backend is chosen or contacted
+    spec = load(file)  # a bad file gets its one line before any backend is chosen or contacted
     if wandb_commands.pick_backend(backend) == "wandb":
-        wandb_commands.create_on_wandb(file, name, project, entity)
+        wandb_commands.create_on_wandb(file, spec, name, project, entity)
         return
     sweep_id = create_sweep(file, storage, name)
     click.echo(sweep_id)
