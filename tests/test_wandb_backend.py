@@ -195,6 +195,20 @@ def test_create_on_wandb_says_what_the_offline_engine_would_refuse(
     assert notes == said
 
 
+def test_create_on_wandb_says_bayes_startup_is_not_sent(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict] = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, **kw: calls.append(config) or "abc123")
+    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "5")
+    result = CliRunner().invoke(main, ["create", str(SWEEP), "--backend", "wandb"])
+    assert result.exit_code == 0, result.output
+    assert calls == [yaml.safe_load(SWEEP.read_text())]  # W&B gets the file as it is
+    assert result.stderr.splitlines()[0] == (
+        "--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B"
+    )
+
+
 def test_create_reports_a_wandb_error_in_one_masked_line(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

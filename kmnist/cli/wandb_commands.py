@@ -32,7 +32,12 @@ def pick_backend(backend: str) -> str:
 
 
 def create_on_wandb(
-    file: Path, spec: SweepSpec, name: str | None, project: str | None, entity: str | None
+    file: Path,
+    spec: SweepSpec,
+    name: str | None,
+    project: str | None,
+    entity: str | None,
+    bayes_startup: int | None = None,
 ) -> None:
     """Validate locally, register with W&B; the sweep path on stdout, then on stderr what the
     offline engine would do otherwise (one line each), the URL and the agent command."""
@@ -41,6 +46,8 @@ def create_on_wandb(
     click.echo(str(created.path))
     for note in wandb_create_notes(spec):  # after registering: a W&B error stays one line
         say(note)
+    if bayes_startup is not None:
+        say("--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B")
     if created.url:
         say(f"sweep page (leaderboard, plots): {created.url}")
     say(f"start agents with: {created.agent_command}")
