@@ -25,9 +25,10 @@ from optuna.trial import TrialState, create_trial
 
 from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
 from kmnist.backends.optuna.bridge import plan, suggest_config
-from kmnist.backends.optuna.samplers import WANDB_STARTUP, WandbBayesSampler
+from kmnist.backends.optuna.samplers import WandbBayesSampler
 from kmnist.backends.wandb.params import agent_params
 from kmnist.sweep import grid, hyperband
+from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.source import Source
 from kmnist.sweep.spec import build
 from kmnist.sweep.validate import check_source

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from click.testing import CliRunner, Result
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -19,6 +20,7 @@ from kmnist.backends.optuna.bridge import (
 )
 from kmnist.errors import UserError
 from kmnist.sweep import distributions, grid, hyperband, load
+from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.source import Source
 from kmnist.sweep.validate import check_source
 
@@ -234,9 +236,31 @@ def test_a_trial_scores_its_best_epoch_and_stopped_ones_keep_theirs(tmp_path: Pa
     ]
 
 
-def test_bayes_startup_is_wandbs_and_can_be_set(tmp_path: Path, monkeypatch) -> None:
+def _created_with(tmp_path: Path, args: list[str], env: dict[str, str]) -> Result:
+    """`kmnist-sweep create BAYES_HB --backend optuna` on a journal file in tmp_path."""
+    from kmnist.cli import main
+
+    path = tmp_path / "bayes.yaml"
+    path.write_text(json.dumps(BAYES_HB))  # JSON is YAML
+    storage = str(tmp_path / "s.journal")
+    words = ["create", str(path), "--backend", "optuna", "--storage", storage, *args]
+    return CliRunner().invoke(main, words, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {}, 2),  # W&B's start
+        (["--bayes-startup", "5"], {}, 5),
+        ([], {"KMNIST_BAYES_STARTUP": "4"}, 4),
+        (["--bayes-startup", "3"], {"KMNIST_BAYES_STARTUP": "4"}, 3),  # the option wins
+    ],
+    ids=["default", "option", "env", "option-over-env"],
+)
+def test_bayes_startup_is_wandbs_and_can_be_set_at_create(
+    tmp_path: Path, monkeypatch, args: list[str], env: dict[str, str], expected: int
+) -> None:
     from kmnist.backends.optuna.backend import OptunaSweep
-    from kmnist.backends.optuna.samplers import WANDB_STARTUP
 
     def random_draws(sweep: OptunaSweep) -> int:
         """How many trials the sampler draws at random before it models."""
@@ -249,14 +273,27 @@ def test_bayes_startup_is_wandbs_and_can_be_set(tmp_path: Path, monkeypatch) -> 
             sweep.finish(ticket, "completed", {"val/accuracy": 0.1 * n}, [])
         return -1
 
-    sweep_id, url = _offline(tmp_path, BAYES_HB)
-    assert random_draws(OptunaSweep(sweep_id, url, seed=0)) == WANDB_STARTUP == 2
-    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "5")
-    sweep_id, url = _offline(tmp_path / "five", BAYES_HB)
-    assert random_draws(OptunaSweep(sweep_id, url, seed=0)) == 5
-    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "zero")
-    with pytest.raises(UserError, match="KMNIST_BAYES_STARTUP='zero': expected a whole number"):
-        _offline(tmp_path / "bad", BAYES_HB)
+    monkeypatch.delenv("KMNIST_BAYES_STARTUP", raising=False)
+    result = _created_with(tmp_path, args, env)
+    assert result.exit_code == 0, result.output
+    sweep = OptunaSweep(result.stdout.strip(), str(tmp_path / "s.journal"), seed=0)
+    assert random_draws(sweep) == expected
+    assert WANDB_STARTUP == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--bayes-startup", "0"], {}), ([], {"KMNIST_BAYES_STARTUP": "zero"})],
+    ids=["zero", "not-a-number"],
+)
+def test_a_bad_bayes_startup_is_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> None:
+    result = _created_with(tmp_path, args, env)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--bayes-startup" in lines[0], result.stderr
+    assert not (tmp_path / "s.journal").exists()  # nothing created
 
 
 def test_command_words_reach_the_trainer_offline(tmp_path: Path, monkeypatch) -> None:

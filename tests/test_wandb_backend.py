@@ -149,7 +149,64 @@ def test_auto_with_key_and_server_registers_the_file_unchanged_and_prints_its_pa
     assert result.stdout.strip() == "alice/kmnist-sweep/abc123"
     assert "/alice/kmnist-sweep/sweeps/abc123" in result.stderr
     assert "kmnist-sweep agent alice/kmnist-sweep/abc123" in result.stderr
+    assert "offline engine" not in result.stderr  # the offline engine runs this file too
     assert_no_secret(result.output)
+
+
+WANDB_ONLY = "fine for W&B; the offline engine would refuse it: "
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "program: other.py\nmethod: random\ncontroller: {type: local}\n"
+            "parameters: {x: {values: [1, 2]}}\n",
+            [
+                f"{WANDB_ONLY}the offline agent runs only this project's trainer "
+                "(kmnist/wandb_entry.py), not other.py",
+                "controller local: on W&B, run `wandb controller SWEEP_ID` beside the agents",
+            ],
+        ),
+        (
+            "method: custom\nscheduler: {engine: optuna}\n"
+            "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
+            [
+                f"{WANDB_ONLY}method custom runs on a W&B scheduler (W&B Launch)",
+                f"{WANDB_ONLY}metrics (several objectives) needs a custom W&B scheduler",
+                f"{WANDB_ONLY}scheduler, job and image_uri run on W&B Launch",
+            ],
+        ),
+    ],
+    ids=["other-program", "multi-objective"],
+)
+def test_create_on_wandb_says_what_the_offline_engine_would_refuse(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, text: str, said: list[str]
+) -> None:
+    """What `create --backend optuna` refuses with one line, W&B registers, saying so."""
+    calls: list[dict] = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, **kw: calls.append(config) or "abc123")
+    path = wandb_up / "sweep.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["create", str(path), "--backend", "wandb"])
+    assert result.exit_code == 0, result.output
+    assert calls == [yaml.safe_load(text)] and result.stdout.strip().endswith("/abc123")
+    notes = result.stderr.splitlines()[: len(said)]  # one line each, before the sweep page
+    assert notes == said
+
+
+def test_create_on_wandb_says_bayes_startup_is_not_sent(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict] = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, **kw: calls.append(config) or "abc123")
+    monkeypatch.setenv("KMNIST_BAYES_STARTUP", "5")
+    result = CliRunner().invoke(main, ["create", str(SWEEP), "--backend", "wandb"])
+    assert result.exit_code == 0, result.output
+    assert calls == [yaml.safe_load(SWEEP.read_text())]  # W&B gets the file as it is
+    assert result.stderr.splitlines()[0] == (
+        "--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B"
+    )
 
 
 def test_create_reports_a_wandb_error_in_one_masked_line(

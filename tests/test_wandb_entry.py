@@ -27,8 +27,8 @@ from wandb_helpers import (
     run_record,
 )
 
-from kmnist.backends.wandb.params import agent_params, flatten, read_param_file, split_args
-from kmnist.trainer.params import ConfigError
+from kmnist.backends.wandb.params import agent_params, read_param_file, split_args
+from kmnist.trainer.params import ConfigError, flatten_groups, resolve
 
 SMALL_CNN = {
     "model": "cnn",
@@ -162,4 +162,12 @@ def test_param_file_wins_over_the_command_line(tmp_path: Path) -> None:
 
 def test_a_parameter_given_twice_through_a_group_is_refused() -> None:
     with pytest.raises(ConfigError, match="'k' is given twice"):
-        flatten({"k": 3, "vote": {"k": 4}})
+        flatten_groups({"k": 3, "vote": {"k": 4}})
+
+
+def test_the_entry_point_flattens_groups_as_the_trainer_resolves_them() -> None:
+    """One flattening for both: `_` names (W&B's own) are left out at every level, by both."""
+    nested = {"k": 3, "vote": {"weights": "uniform", "_x": 1}, "_wandb": {"cli_version": "0"}}
+    params, rest = agent_params(["--k=3", "--vote={'weights': 'uniform', '_x': 1}"], {})
+    assert params == {"k": "3", "weights": "uniform"} and rest == []
+    assert resolve(params) == resolve(nested) == resolve(flatten_groups(nested))

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from kmnist.agent.gpu_lease import LEASE_DIR_ENV, SHARE_ENV
+from kmnist.sweep.objective import WANDB_STARTUP
 
 STORAGE = click.option(
     "--storage",
@@ -26,6 +27,15 @@ ARTIFACTS = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the trials' weights and probabilities, one sub-folder per sweep "
     "[default: beside the journal file; the user data dir for a server storage].",
+)
+
+BAYES_STARTUP = click.option(
+    "--bayes-startup",
+    envvar="KMNIST_BAYES_STARTUP",
+    show_envvar=True,
+    type=click.IntRange(min=1),  # Optuna's GP cannot model with no trial done
+    help="Offline bayes: random trials before the model takes over, kept with the sweep "
+    f"[default: {WANDB_STARTUP}, as W&B's engine; a W&B sweep's server decides its own].",
 )
 
 

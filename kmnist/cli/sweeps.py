@@ -21,7 +21,7 @@ from rich.table import Table
 from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
 from kmnist.backends import artifact_dir, open_sweep
-from kmnist.cli.options import ARTIFACTS, STORAGE, lease_options
+from kmnist.cli.options import ARTIFACTS, BAYES_STARTUP, STORAGE, lease_options
 from kmnist.masking import mask
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
@@ -55,6 +55,7 @@ def _say(line: str) -> None:
 @click.option("--name", help="Sweep name [default: the file's `name`, else 'sweep'].")
 @click.option("--project", help="W&B project [default: the file's `project`, else kmnist-sweep].")
 @click.option("--entity", help="W&B entity (user or team) [default: the file's, else yours].")
+@BAYES_STARTUP
 def create(
     file: Path,
     backend: str,
@@ -62,29 +63,31 @@ def create(
     name: str | None,
     project: str | None,
     entity: str | None,
+    bayes_startup: int | None,
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
     from kmnist.cli import wandb_commands
     from kmnist.sweep import load
 
-    load(file)  # a bad file gets its one line before any backend is chosen or contacted
+    spec = load(file)  # a bad file gets its one line before any backend is chosen or contacted
     if wandb_commands.pick_backend(backend) == "wandb":
-        wandb_commands.create_on_wandb(file, name, project, entity)
+        wandb_commands.create_on_wandb(file, spec, name, project, entity, bayes_startup)
         return
-    sweep_id = create_sweep(file, storage, name)
+    sweep_id = create_sweep(file, storage, name, bayes_startup)
     click.echo(sweep_id)
     _say(f"start agents with: {_agent_command(sweep_id, storage)}")
 
 
-def create_sweep(file: Path, storage: str | None, name: str | None) -> str:
+def create_sweep(
+    file: Path, storage: str | None, name: str | None, bayes_startup: int | None = None
+) -> str:
     """Register FILE as an Optuna sweep; its id."""
     from kmnist.backends.optuna.backend import create_sweep as create_study
     from kmnist.sweep import load
 
     spec = load(file)
-    return create_study(
-        file.read_text(encoding="utf-8"), spec, name or spec.name or file.stem, storage
-    )
+    text = file.read_text(encoding="utf-8")
+    return create_study(text, spec, name or spec.name or file.stem, storage, bayes_startup)
 
 
 def _agent_command(sweep_id: str, storage: str | None) -> str:
@@ -235,9 +238,16 @@ def _print_trial(ticket: Ticket, result: TrialResult) -> None:
 )
 @STORAGE
 @click.option("--name", help="Sweep name [default: the file's `name`].")
-def run(file: Path, agents: int | None, storage: str | None, name: str | None) -> None:
+@BAYES_STARTUP
+def run(
+    file: Path,
+    agents: int | None,
+    storage: str | None,
+    name: str | None,
+    bayes_startup: int | None,
+) -> None:
     """Run a whole sweep here: create it, start local agents, show progress, print results."""
-    sweep_id = create_sweep(file, storage, name)
+    sweep_id = create_sweep(file, storage, name, bayes_startup)
     agents = agents or spawn.default_agents()
     _say(f"sweep {sweep_id}: {agents} local agent(s); follow with `kmnist-sweep status {sweep_id}`")
     procs = spawn.local_agents(sweep_id, agents, storage)

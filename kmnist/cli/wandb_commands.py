@@ -6,11 +6,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kmnist.backends.wandb import backend as wandb_backend
 from kmnist.masking import mask
+from kmnist.sweep.engines import wandb_create_notes
+
+if TYPE_CHECKING:
+    from kmnist.sweep import SweepSpec
 
 
 def say(line: str) -> None:
@@ -26,11 +31,23 @@ def pick_backend(backend: str) -> str:
     return engine
 
 
-def create_on_wandb(file: Path, name: str | None, project: str | None, entity: str | None) -> None:
-    """Validate locally, register with W&B; the sweep path on stdout, URL and agent on stderr."""
+def create_on_wandb(
+    file: Path,
+    spec: SweepSpec,
+    name: str | None,
+    project: str | None,
+    entity: str | None,
+    bayes_startup: int | None = None,
+) -> None:
+    """Validate locally, register with W&B; the sweep path on stdout, then on stderr what the
+    offline engine would do otherwise (one line each), the URL and the agent command."""
     config = wandb_backend.load_for_wandb(file, name)
     created = wandb_backend.create_sweep(config, project, entity)
     click.echo(str(created.path))
+    for note in wandb_create_notes(spec):  # after registering: a W&B error stays one line
+        say(note)
+    if bayes_startup is not None:
+        say("--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B")
     if created.url:
         say(f"sweep page (leaderboard, plots): {created.url}")
     say(f"start agents with: {created.agent_command}")

@@ -2,7 +2,8 @@
 
 `validate` accepts exactly what W&B runs. Some of it the offline engine cannot run as W&B would
 (another program, a custom scheduler, several objectives); `offline_refusals` names each, for
-`create` to refuse with one line and for the summary to mention.
+`create` to refuse with one line, for the summary to mention, and for `create --backend wandb`
+to say (one line each, as a note: W&B runs it).
 """
 
 from __future__ import annotations
@@ -52,7 +53,22 @@ def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:
 
 def notes(spec: SweepSpec) -> list[str]:
     """Short notes for the summary line: what only W&B runs, and grids W&B would run in full."""
-    found = [f"W&B only: {reason}" for reason in offline_refusals(spec)]
+    return [f"W&B only: {reason}" for reason in offline_refusals(spec)] + _wandb_notes(spec)
+
+
+def wandb_create_notes(spec: SweepSpec) -> list[str]:
+    """One line each for `create --backend wandb`: the notes of the summary line, the refusals
+    worded for a file W&B takes (the offline `create` refuses the same file with the first)."""
+    refused = [
+        f"fine for W&B; the offline engine would refuse it: {reason}"
+        for reason in offline_refusals(spec)
+    ]
+    return refused + _wandb_notes(spec)
+
+
+def _wandb_notes(spec: SweepSpec) -> list[str]:
+    """What W&B does with a file that deserves a word: a huge grid in full, a local controller."""
+    found = []
     if spec.method == "grid":
         points = grid.size(spec.parameters)
         bounded = is_integer(spec.run_cap) and spec.run_cap <= grid.LIMIT

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 
 FINISHED, FAILED, RUNNING, PENDING = "finished", "failed", "running", "pending"
+WANDB_STARTUP = 2  # W&B's Bayesian search draws at random until two runs have a value
 NO_VALUE = 0.0  # what W&B imputes when nothing can be read
 
 

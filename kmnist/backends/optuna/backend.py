@@ -61,7 +61,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
 
 STATES = ("running", "paused", "stopped")
-STARTUP_ENV = "KMNIST_BAYES_STARTUP"  # random trials before bayes models (default: W&B's 2)
 _RECORD_STATE = {
     TrialState.RUNNING: "running",
     TrialState.COMPLETE: "completed",
@@ -72,14 +71,21 @@ _RECORD_STATE = {
 
 
 def create_sweep(
-    spec_text: str, spec: SweepSpec, name: str | None = None, url: str | None = None
+    spec_text: str,
+    spec: SweepSpec,
+    name: str | None = None,
+    url: str | None = None,
+    bayes_startup: int | None = None,
 ) -> str:
     """Register the sweep as a new study; returns its id.
 
     A sweep W&B runs but this engine cannot (see `engines.offline_refusals`) is refused here.
+    `bayes_startup`, kept with the study, is how many random trials bayes draws before its
+    model takes over (None: W&B's start, `objective.WANDB_STARTUP`).
     """
     _refuse_what_only_wandb_runs(spec)
-    startup = _startup(os.environ.get(STARTUP_ENV))
+    if bayes_startup is not None and bayes_startup < 1:
+        raise UserError(f"bayes startup trials: expected a whole number >= 1, got {bayes_startup}")
     base = name or spec.name or "sweep"
     sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
     storage = open_storage(url)
@@ -90,8 +96,8 @@ def create_sweep(
     study.set_user_attr("sweep_id", sweep_id)
     study.set_user_attr("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     study.set_user_attr("state", "running")
-    if startup is not None:
-        study.set_user_attr("bayes_startup", startup)
+    if bayes_startup is not None:
+        study.set_user_attr("bayes_startup", bayes_startup)
     return sweep_id
 
 
@@ -102,14 +108,6 @@ def _refuse_what_only_wandb_runs(spec: SweepSpec) -> None:
             f"the offline engine cannot run this sweep as W&B would: {refusals[0]}; "
             "create it on W&B (--backend wandb)"
         )
-
-
-def _startup(text: str | None) -> int | None:
-    if text is None or text == "":
-        return None
-    if not text.strip().isdigit() or int(text) < 1:
-        raise UserError(f"{STARTUP_ENV}={text!r}: expected a whole number >= 1")
-    return int(text)
 
 
 @dataclass

@@ -24,7 +24,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends.optuna.axes import Axis, axes, suggest_config
 from kmnist.backends.optuna.samplers import (
-    WANDB_STARTUP,
     WandbBayesSampler,
     WandbGridSampler,
     WandbRandomSampler,
@@ -32,6 +31,7 @@ from kmnist.backends.optuna.samplers import (
 )
 from kmnist.errors import UserError
 from kmnist.sweep import hyperband
+from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.spec import SweepSpec
 
 __all__ = [

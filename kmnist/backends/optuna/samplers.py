@@ -24,8 +24,6 @@ from kmnist.sweep import grid, objective
 from kmnist.sweep.distributions import ppf
 from kmnist.sweep.spec import SweepSpec
 
-WANDB_STARTUP = 2  # W&B's Bayesian search draws at random until two runs have a value
-
 
 @contextlib.contextmanager
 def quiet_experimental() -> Iterator[None]:

@@ -5,7 +5,8 @@ W&B's agent writes the run's parameters to the YAML file named by WANDB_SWEEP_PA
 booleans arrive as True/False and a nested group as a Python dict literal
 (`--optim={'lr': 0.01, 'momentum': 0.9}`). The file, when present, wins: it keeps the types.
 
-The trainer's parameters are flat, so a group's leaves are taken under their own names.
+The trainer's parameters are flat, so a group's leaves are taken under their own names, by the
+trainer's own `flatten_groups` (the one flattening; `resolve` uses it too).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from kmnist.trainer.params import PARAMS, ConfigError
+from kmnist.trainer.params import PARAMS, ConfigError, flatten_groups
 
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"
 
@@ -80,22 +81,10 @@ def _literal_dict(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested groups merged into one flat mapping of trainer parameters."""
-    flat: dict[str, Any] = {}
-    for name, value in params.items():
-        leaves = flatten(value) if isinstance(value, Mapping) and name not in PARAMS else None
-        for key, leaf in (leaves or {name: value}).items():
-            if key in flat:
-                raise ConfigError(f"parameter '{key}' is given twice (once inside a group)")
-            flat[key] = leaf
-    return flat
-
-
 def model_family(config: Mapping[str, Any]) -> str:
     """The model a config trains, nested in a group or not: a run's group, job type and tag."""
     try:
-        model = flatten(config).get("model", PARAMS["model"].default)
+        model = flatten_groups(config).get("model", PARAMS["model"].default)
     except ConfigError:
         model = PARAMS["model"].default
     return str(model)
@@ -107,7 +96,7 @@ def agent_params(
     """(flat trainer parameters, other arguments): the param file over the command line."""
     params, rest = split_args(argv)
     params.update(sweep_params(environ) or {})
-    return flatten(params), rest
+    return flatten_groups(params), rest
 
 
 def as_arg(name: str, value: Any) -> str:

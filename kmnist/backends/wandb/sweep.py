@@ -29,7 +29,7 @@ from typing import Any
 from kmnist.backends import Plot, SweepDone, SweepInfo, SweepPaused, Ticket, TrialRecord
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.backend import SweepPath, run_agent, sweep_url
-from kmnist.backends.wandb.params import flatten, model_family, sweep_params
+from kmnist.backends.wandb.params import model_family, sweep_params
 from kmnist.backends.wandb.run import TrialRuns
 from kmnist.errors import UserError
 from kmnist.trainer.params import relevant, resolve
@@ -120,7 +120,7 @@ class WandbSweep:
         ticket.config, ticket.refused = dict(params), handoff.refused
         if not ticket.refused:
             try:
-                ticket.config = resolve(flatten(params))
+                ticket.config = resolve(params)  # groups flattened there
             except UserError as exc:  # W&B handed out a config the trainer refuses
                 ticket.refused = str(exc)
         try:
