@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 
 from kmnist.agent import gpu_lease
 from kmnist.agent.gpu_lease import (
+    Gpu,
     LeaseTimeout,
     acquire,
+    auto_share,
     holders,
     lease_device,
     simulated,
@@ -103,6 +106,34 @@ def test_share_mode_spreads_n_agents_per_gpu_evenly(start) -> None:
     assert sorted(a.slot() for a in agents) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
+def test_auto_share_follows_the_smallest_gpus_memory(tmp_path: Path) -> None:
+    gib = 2**30
+    assert auto_share(simulated(2, 141 * gib)) == 8  # H200: capped
+    assert auto_share(simulated(1, 80 * gib)) == 5  # H100
+    assert auto_share(simulated(1, 12 * gib)) == 1  # a small card: a GPU to itself
+    assert auto_share([*simulated(1, 80 * gib), Gpu(1, "b", 40 * gib)]) == 2
+    # Under `auto`, an 80 GiB GPU takes five agents and the sixth waits.
+    gpus = simulated(1, 80 * gib)
+    said: list[str] = []
+    for slot in range(5):
+        assert lease_device(tmp_path, None, gpus, log=said.append) == "cuda:0"
+        assert f"slot {slot} of 5" in said[-1]
+    assert try_acquire(tmp_path, gpus, auto_share(gpus)) is None
+    while gpu_lease._HELD:  # lease_device keeps its leases for the process's life
+        gpu_lease._HELD.pop().release()
+
+
+def test_gpu_share_option_takes_a_number_or_auto(tmp_path: Path) -> None:
+    for bad in ("0", "-2", "many", "1.5"):
+        proc = subprocess.run(
+            ["kmnist-sweep", "agent", "x", "--gpu-share", bad],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert_one_line_error(proc, "--gpu-share", "a whole number >= 1 or auto")
+
+
 def test_more_agents_than_slots_wait_then_time_out(start) -> None:
     holder = start(1)
     assert holder.slot() == (0, 0)
@@ -147,7 +178,7 @@ def test_lease_device_on_a_cpu_host_is_none(tmp_path: Path) -> None:
 def test_lease_device_holds_a_gpu_for_the_process(tmp_path: Path) -> None:
     lines: list[str] = []
     assert lease_device(tmp_path, gpus=simulated(1), log=lines.append) == "cuda:0"
-    assert lines == ["leased GPU 0 (slot 0, gpu-0.slot0.lock)"]
+    assert lines == ["leased GPU 0 (slot 0 of 1, gpu-0.slot0.lock)"]
     assert try_acquire(tmp_path, simulated(1)) is None  # held until this process exits
     gpu_lease._HELD.pop().release()
 
@@ -212,11 +243,15 @@ def test_local_gpus_are_keyed_by_uuid(monkeypatch) -> None:
     class Props:
         def __init__(self, i: int) -> None:
             self.uuid = f"GPU-{i}aa"
+            self.total_memory = (i + 1) * 2**30
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_device_properties", Props)
-    assert gpu_lease.local_gpus() == [gpu_lease.Gpu(0, "GPU-0aa"), gpu_lease.Gpu(1, "GPU-1aa")]
+    assert gpu_lease.local_gpus() == [
+        gpu_lease.Gpu(0, "GPU-0aa", 2**30),
+        gpu_lease.Gpu(1, "GPU-1aa", 2 * 2**30),
+    ]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_lease.local_gpus() == []
 

@@ -7,7 +7,8 @@ is nothing to clean up. N agents on an N-GPU host take N different GPUs, with no
 CUDA_VISIBLE_DEVICES set by hand.
 
 More agents than GPUs: `share` sets how many agents a GPU takes (1: a GPU to itself; N: N trials
-per GPU, filled evenly); an agent that finds every slot taken waits for one to free.
+per GPU, filled evenly; `auto`: as many as the smallest GPU's memory holds, `auto_share`); an
+agent that finds every slot taken waits for one to free.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from kmnist.errors import UserError
 LEASE_DIR_ENV = "KMNIST_GPU_LEASE_DIR"
 SHARE_ENV = "KMNIST_GPU_SHARE"
 POLL_SECONDS = 2.0
+# `--gpu-share auto`: one trial per this much GPU memory, at most MAX_AUTO_SHARE per GPU. A KMNIST
+# trial holds its CUDA context (~0.5 GiB), the dataset (47 MB) and a net of at most a few million
+# parameters with its activations: a generous budget, not a measurement; bench/gpu.sh times
+# shares 1, 4 and 8, the figures to set it by once a GPU is lent.
+TRIAL_MEMORY = 16 * 2**30
+MAX_AUTO_SHARE = 8
 
 _HELD: list[Lease] = []  # leases this process keeps until it exits
 
@@ -36,6 +43,7 @@ _HELD: list[Lease] = []  # leases this process keeps until it exits
 class Gpu:
     index: int  # as this process numbers it: cuda:<index>
     key: str  # the same in every agent of the host, whatever each one's CUDA_VISIBLE_DEVICES
+    memory: int = 0  # bytes; 0 where unknown (simulated slots)
 
 
 @dataclass
@@ -66,9 +74,16 @@ class LeaseTimeout(UserError):
     """Every GPU slot stayed taken for the whole wait."""
 
 
-def simulated(count: int) -> list[Gpu]:
+def simulated(count: int, memory: int = 0) -> list[Gpu]:
     """`count` device slots with no GPU behind them: tests, dry runs."""
-    return [Gpu(i, str(i)) for i in range(count)]
+    return [Gpu(i, str(i), memory) for i in range(count)]
+
+
+def auto_share(gpus: Sequence[Gpu]) -> int:
+    """Agents per GPU for `--gpu-share auto`: what the smallest GPU's memory holds, so every
+    agent of the host (they all see the same GPUs) arrives at the same number of slots."""
+    smallest = min((gpu.memory for gpu in gpus), default=0)
+    return max(1, min(MAX_AUTO_SHARE, smallest // TRIAL_MEMORY))
 
 
 def local_gpus() -> list[Gpu]:
@@ -79,8 +94,9 @@ def local_gpus() -> list[Gpu]:
         return []
     gpus = []
     for i in range(torch.cuda.device_count()):
-        uuid = getattr(torch.cuda.get_device_properties(i), "uuid", None)
-        gpus.append(Gpu(i, str(uuid) if uuid else str(i)))
+        props = torch.cuda.get_device_properties(i)
+        uuid = getattr(props, "uuid", None)
+        gpus.append(Gpu(i, str(uuid) if uuid else str(i), props.total_memory))
     return gpus
 
 
@@ -157,15 +173,17 @@ def _safe(key: str) -> str:
 # -- the agent's side --------------------------------------------------------------------------
 def lease_device(
     folder: Path,
-    share: int = 1,
+    share: int | None = 1,
     gpus: Sequence[Gpu] | None = None,
     log: Callable[[str], None] = print,
 ) -> str | None:
-    """The device of a slot leased for this process's lifetime; None on a host with no GPU."""
+    """The device of a slot leased for this process's lifetime; None on a host with no GPU.
+    `share` None: `auto_share`."""
     real = gpus is None
     gpus = local_gpus() if gpus is None else gpus
     if not gpus:
         return None  # a CPU-only host just uses the CPU
+    share = auto_share(gpus) if share is None else share
 
     def waiting() -> None:
         log(f"every GPU slot in {folder} is taken: waiting for one to free")
@@ -177,7 +195,7 @@ def lease_device(
         import torch
 
         torch.cuda.set_device(lease.gpu.index)
-    log(f"leased GPU {lease.gpu.index} (slot {lease.slot}, {lease.path.name})")
+    log(f"leased GPU {lease.gpu.index} (slot {lease.slot} of {share}, {lease.path.name})")
     return lease.device
 
 

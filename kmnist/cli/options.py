@@ -39,16 +39,34 @@ BAYES_STARTUP = click.option(
 )
 
 
+class GpuShare(click.ParamType):
+    """A whole number >= 1, or `auto` (None: decided from the GPUs' memory at lease time)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or str(value).strip().lower() == "auto":
+            return None
+        try:
+            share = int(str(value).strip())
+        except ValueError:
+            share = 0
+        if share < 1:
+            self.fail(f"expected a whole number >= 1 or auto, got {value!r}", param, ctx)
+        return share
+
+
 def lease_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """`--lease-dir` and `--gpu-share`, for `kmnist-sweep agent`."""
     command = click.option(
         "--gpu-share",
         envvar=SHARE_ENV,
         show_envvar=True,
-        default=1,
+        default="auto",
         show_default=True,
-        type=click.IntRange(min=1),
-        help="Agents per GPU under --lease-dir (1: one each; more agents than slots wait).",
+        type=GpuShare(),
+        help="Agents per GPU under --lease-dir: N, or auto (one per 16 GiB of the smallest "
+        "GPU's memory, 1 to 8); more agents than slots wait.",
     )(command)
     return click.option(
         "--lease-dir",

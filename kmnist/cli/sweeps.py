@@ -154,7 +154,7 @@ def agent(
     keep: int,
     artifacts_root: Path | None,
     lease_dir: Path | None,
-    gpu_share: int,
+    gpu_share: int | None,
 ) -> None:
     """Work through sweep SWEEP_ID: pull trials, train them here, report back.
 
@@ -176,7 +176,7 @@ def agent(
 
 
 def _pick_device(
-    devices: list[str], device: str | None, lease_dir: Path | None, gpu_share: int
+    devices: list[str], device: str | None, lease_dir: Path | None, gpu_share: int | None
 ) -> str | None:
     """The one GPU --gpus named, else --device, else a GPU leased under --lease-dir."""
     if devices:
