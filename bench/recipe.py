@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import click
+from machine import describe, headline
 
 # The recipe: a ResNet-9-like pre-activation net, SGD-Nesterov with one-cycle, whole-pixel
 # shifts, label smoothing, weight EMA for evaluation, and 1-pixel-shift TTA.
@@ -43,12 +44,6 @@ RECIPE = [
 ]
 
 
-def cpu_model() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
-
-
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench/results"))
@@ -56,8 +51,8 @@ def cpu_model() -> str:
 def main(seed: int, out: Path, overrides: tuple[str, ...]) -> None:
     command = ["kmnist-sweep", "train", "--json", "--device=cpu", *RECIPE, f"--seed={seed}"]
     command += list(overrides)
-    machine = cpu_model()
-    print(f"machine: {machine}\ncommand: {' '.join(command)}", flush=True)
+    machine = describe()
+    print(f"{headline(machine)}\ncommand: {' '.join(command)}", flush=True)
     load_before = os.getloadavg()
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
