@@ -40,6 +40,7 @@ from wandb_helpers import (
     silent_server,
 )
 
+from kmnist.agent.keeper import RunArtifacts
 from kmnist.agent.loop import Agent
 from kmnist.backends.wandb.backend import SweepPath
 from kmnist.backends.wandb.sweep import WandbSweep
@@ -347,6 +348,29 @@ def test_agent_calls_wandb_agent_and_trains_each_run_in_process(
         assert "lr" not in read["config"]  # only the knobs the kNN reads
         assert len(history(run_dir)) == 1
         assert 0.3 < read["summary"]["test/accuracy"] == read["summary"]["kmnist_val_acc"]
+
+
+def test_each_runs_weights_and_probabilities_are_logged_as_its_artifact(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch, kmnist: kdata.Kmnist
+) -> None:
+    cnn = {**LONG_CNN, "epochs": 1}
+    monkeypatch.setattr(wandb, "agent", FakeAgent([{**KNN, "k": 3}, cnn]))
+    sweep = WandbSweep(SweepPath("art01", "proj"))
+    summary = Agent(sweep, "cpu", count=2, data=kmnist, keep=RunArtifacts(sweep)).run()
+    assert summary.counts == {"completed": 2}
+    files = {}
+    for run_dir in offline_runs(wandb_up):
+        run_id = run_record(run_dir)["run_id"]
+        [logged] = [r for r in records(run_dir) if r["type"] == "artifact"]
+        assert logged["artifact"]["name"] == f"trial-{run_id}"
+        assert logged["artifact"]["type"] == "model"
+        entries = logged["artifact"]["manifest"]["contents"]
+        files[run_id] = {entry["path"] for entry in entries}
+    # the kNN keeps config and probabilities (it refits in seconds); the CNN its weights too
+    assert files == {
+        "art01r0": {"config.json", "probs.npz"},
+        "art01r1": {"config.json", "probs.npz", "weights.pt"},
+    }
 
 
 def test_a_stop_request_ends_the_run_as_stopped_not_crashed(

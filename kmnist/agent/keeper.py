@@ -1,4 +1,5 @@
-"""Keeping what a trial produced: its outputs go to the sweep's artifact folder, best N kept.
+"""Keeping what a trial produced: an offline sweep's go to its artifact folder, best N kept; a
+W&B sweep's are logged as an artifact of the trial's run.
 
 Runs in the agent, before the trial's result is sent to the sweep, so a trial whose artifacts
 cannot be written (disk full, read-only folder) is still recorded, with a note in its summary
@@ -7,13 +8,16 @@ saying why its artifacts are missing.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from kmnist.backends import Ticket
+from kmnist.backends import Sweep, Ticket
 from kmnist.contract import TrialResult
 from kmnist.trainer import artifacts
 
 KEPT_STATUSES = ("completed", "stopped")  # a stopped (pruned) trial is a model too
+Keeper = Callable[[Ticket, TrialResult], None]  # the agent loop's `keep` hook
 
 
 class ArtifactKeeper:
@@ -41,3 +45,24 @@ class ArtifactKeeper:
             value = result.summary.get(self.metric)
             return value if isinstance(value, float) else None
         return max(seen) if self.goal == "maximize" else min(seen)
+
+
+class RunArtifacts:
+    """A W&B sweep's keeper: each kept trial's files, written to a scratch folder, become an
+    artifact of its run (W&B holds them; nothing stays on the agent's disk)."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        self.sweep = sweep
+
+    def __call__(self, ticket: Ticket, result: TrialResult) -> None:
+        if result.outputs is None or result.status not in KEPT_STATUSES:
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="kmnist-trial-") as scratch:
+                folder = artifacts.save(
+                    Path(scratch), ticket.number, ticket.config, None, result.summary,
+                    result.outputs,
+                )  # fmt: skip
+                self.sweep.attach(ticket, folder)
+        except Exception as exc:  # W&B's or the disk's: the run is still recorded, with why
+            result.summary["artifacts"] = f"not logged to W&B: {type(exc).__name__}: {exc}"

@@ -27,7 +27,7 @@ from kmnist.results import leaderboard
 from kmnist.results.progress import progress
 
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
-    from kmnist.agent.keeper import ArtifactKeeper
+    from kmnist.agent.keeper import Keeper
     from kmnist.agent.loop import AgentSummary
     from kmnist.backends import Sweep, Ticket
     from kmnist.contract import TrialResult
@@ -136,7 +136,8 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
     default=10,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Keep the weights and probabilities of the best N trials of the sweep (0: none).",
+    help="Keep the weights and probabilities of the best N trials of the sweep (0: none); "
+    "on a W&B sweep every run logs its own as a W&B artifact (0: none).",
 )
 @ARTIFACTS
 @lease_options
@@ -194,7 +195,7 @@ def _work(
     threads: int | None,
     quiet: bool,
     wait: bool,
-    keeper: ArtifactKeeper | None = None,
+    keeper: Keeper | None = None,
 ) -> AgentSummary:
     import torch
 
@@ -209,16 +210,19 @@ def _work(
     return agent.run()
 
 
-def _keeper(sweep: Sweep, root: Path, keep: int) -> ArtifactKeeper | None:
-    """Keeps artifacts of an offline sweep's trials (a W&B sweep's runs live in W&B)."""
-    from kmnist.agent.keeper import ArtifactKeeper
+def _keeper(sweep: Sweep, root: Path, keep: int) -> Keeper | None:
+    """Keeps the best `keep` trials' artifacts of an offline sweep; logs every trial's as an
+    artifact of its run on a W&B sweep (W&B holds them); none with keep 0."""
+    from kmnist.agent.keeper import ArtifactKeeper, RunArtifacts
     from kmnist.errors import UserError
 
+    if not keep:
+        return None
     try:
         info = sweep.info()
     except UserError:  # a W&B sweep: its metric and goal are on W&B's server
-        return None
-    return ArtifactKeeper(root, keep, info.metric, info.goal) if keep else None
+        return RunArtifacts(sweep)
+    return ArtifactKeeper(root, keep, info.metric, info.goal)
 
 
 def _print_trial(ticket: Ticket, result: TrialResult) -> None:

@@ -488,6 +488,9 @@ class OptunaSweep:
     def close(self) -> None:
         """Nothing is held between trials: each trial's lock and heartbeat end with it."""
 
+    def attach(self, ticket: Ticket, folder: Path) -> None:
+        """Nothing to do: the trial's folder already lies in the sweep's artifact folder."""
+
 
 def _counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool = False) -> int:
     """Trials that use up run_cap: all that ran or run, bar failures queued to run again.

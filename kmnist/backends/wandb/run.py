@@ -93,6 +93,15 @@ class WandbRun:
             exit_code = 1 if status in ("failed", "interrupted") or preempting else 0
         self.run.finish(exit_code=exit_code)
 
+    def log_files(self, folder: Path) -> None:
+        """The trial's files as a `model` artifact of this run, named after it: offline runs
+        keep it in their folder, and `wandb sync` uploads it with the run."""
+        import wandb
+
+        artifact = wandb.Artifact(f"trial-{self.run.id}", type="model")
+        artifact.add_dir(str(folder))  # copied into W&B's staging area here, at add time
+        self.run.log_artifact(artifact)
+
     def stop_on_signals(self) -> dict[int, Any]:
         """SIGTERM/SIGHUP/SIGINT end the trial at its next epoch; a second SIGINT: at once.
         Returns the previous handlers (main thread only)."""
@@ -135,6 +144,10 @@ class TrialRuns:
         """Log the epoch; True once W&B asked the run to stop."""
         run = self.open.get(ticket.number)
         return run.report(epoch, metrics) if run is not None else False
+
+    def attach(self, ticket: Ticket, folder: Path) -> None:
+        if (run := self.open.get(ticket.number)) is not None:
+            run.log_files(folder)
 
     def close(
         self,

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kmnist.backends import Plot, SweepDone, SweepInfo, SweepPaused, Ticket, TrialRecord
@@ -154,6 +155,9 @@ class WandbSweep:
     ) -> None:
         # A preempting run that exits non-zero is requeued by W&B for another agent.
         self.runs.close(ticket, status, summary, reason, preempting=status == "interrupted")
+
+    def attach(self, ticket: Ticket, folder: Path) -> None:
+        self.runs.attach(ticket, folder)
 
     def close(self) -> None:
         """End W&B's agent loop, as W&B ends it on Ctrl-C, and let its waiting run return.
