@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class Reporter(Protocol):
@@ -17,12 +17,20 @@ class Reporter(Protocol):
         ...
 
 
+# Why a trial failed when the cause is where it ran, not what it was: "memory" (the device or
+# host ran out of memory), "device" (the device itself failed: a CUDA error, a lost GPU).
+DeviceFault = Literal["memory", "device"]
+
+
 @dataclass
 class TrialResult:
     status: str  # "completed", "stopped" (the reporter asked) or "failed"
     summary: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
-    reason: str = ""  # why it failed
+    reason: str = ""  # why it failed, for people
+    # Set by the trainer from the exception it caught, never read back from `reason`: such a
+    # failure says nothing of the config, so the agent runs the trial again and spares run_cap.
+    device_fault: DeviceFault | None = None
     # Weights and class probabilities (kmnist.trainer.artifacts.TrialOutputs): the agent may
     # keep them on disk; they are never sent to a sweep engine.
     outputs: Any = None

@@ -6,6 +6,7 @@ Helpers used by several test files live here once; import them with `from confte
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -59,3 +60,12 @@ def assert_one_line_error(
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def unprivileged() -> tuple[str, ...]:
+    """A command prefix that makes file permissions bind this process, even as root."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: file permissions cannot bind")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")

@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, unprivileged
 from engine_util import (
     CLI,
     KNN_SWEEP,
@@ -93,15 +93,6 @@ def run(
 def assert_one_line_fault(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
     """Exit code 1 (the environment failed, not the input), one line, no traceback."""
     return assert_one_line_error(proc, *fragments, code=1)
-
-
-def unprivileged() -> tuple[str, ...]:
-    """A command prefix that makes file permissions bind this process, even as root."""
-    if os.geteuid() != 0:
-        return ()
-    if shutil.which("setpriv") is None:
-        pytest.skip("root without setpriv: file permissions cannot bind")
-    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
 
 
 def file_limit(size: int) -> Callable[[], None]:

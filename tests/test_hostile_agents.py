@@ -1,12 +1,16 @@
-"""Hostile conditions for agents: stalls, deaths, closed terminals, bad devices, no memory.
+"""Hostile conditions for agents: stalls, deaths, closed terminals, bad devices, no memory, a
+storage that goes away under a running trial.
 
 Real agent processes and real signals, on a real journal file or the PostgreSQL that runs here.
 Heartbeat windows are shortened through KMNIST_HEARTBEAT_SECONDS / _GRACE_SECONDS so a stall
-past the window takes seconds, not a minute.
+past the window takes seconds, not a minute. A database that goes away is a database of the
+test's own whose connections PostgreSQL is told to refuse and whose backends it terminates.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import subprocess
@@ -15,11 +19,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
+import psycopg2
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, unprivileged
 from engine_util import (
     CLI,
     CNN_SWEEP,
@@ -33,10 +40,13 @@ from engine_util import (
     sweep_file,
     wait_for,
 )
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.pool import NullPool
 
-from kmnist.agent.device import failure_kind
 from kmnist.backends.optuna.backend import OptunaSweep
+from kmnist.trainer.faults import device_fault
+from kmnist.trainer.params import ConfigError
 
 _agents: list[subprocess.Popen[str]] = []
 
@@ -52,9 +62,11 @@ def no_agent_outlives_its_test() -> Iterator[None]:
         p.wait()
 
 
-def agent(sweep_id: str, storage: str, err: Path, *extra: str) -> subprocess.Popen[str]:
+def agent(
+    sweep_id: str, storage: str, err: Path, *extra: str, prefix: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
     """An agent process whose stderr goes to `err`, to read while it runs."""
-    command = [*CLI, "agent", sweep_id, "--storage", storage, "--threads", "1", *extra]
+    command = [*prefix, *CLI, "agent", sweep_id, "--storage", storage, "--threads", "1", *extra]
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=err.open("w"), text=True, env=os.environ
     )
@@ -324,17 +336,268 @@ def test_out_of_memory_on_every_trial_stops_the_agent_and_uses_up_no_run_cap(
     assert retried == {0, 1, 2}
 
 
+def _raised(make: Any) -> BaseException:
+    """The exception `make()` really raises."""
+    try:
+        make()
+    except BaseException as exc:  # the point is to keep it
+        return exc
+    raise AssertionError("expected it to raise")
+
+
 @pytest.mark.parametrize(
-    "reason,kind",
+    "error,kind",
     [
-        ("out of memory on cuda:0", "memory"),  # the trainer's own result
-        ("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "memory"),
-        ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried", "memory"),
-        ("AcceleratorError: CUDA error: an illegal memory access was encountered", "device"),
-        ("RuntimeError: CUDA error: no kernel image is available for execution", "device"),
-        ("ConfigError: batch_size must be at least 1", None),
-        ("validation loss is nan after epoch 3", None),
+        # Raised for real here: the CPU allocator's refusal (a bare RuntimeError), numpy's.
+        (_raised(lambda: torch.empty(10**15)), "memory"),
+        (_raised(lambda: np.empty(10**15)), "memory"),
+        # Their types, as CUDA raises them (no GPU here to make them fail for real).
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "memory"),
+        (torch.AcceleratorError("CUDA error: an illegal memory access was encountered"), "device"),
+        (RuntimeError("CUDA error: no kernel image is available for execution"), "device"),
+        (ConfigError("batch_size must be at least 1"), None),
+        # Words about memory outside torch's own errors are no device's fault.
+        (ValueError("fc1_size too large: would run out of memory"), None),
+        (RuntimeError("the trial's note: out of memory last time"), None),
     ],
 )
-def test_device_failures_are_told_from_trial_failures(reason: str, kind: str | None) -> None:
-    assert failure_kind(reason) == kind
+def test_device_failures_are_told_from_trial_failures_by_the_exception(
+    error: BaseException, kind: str | None
+) -> None:
+    assert device_fault(error) == kind
+
+
+# Loads the data, then allows the process only 512 MiB more address space (RLIMIT_AS), as a
+# host with that much memory left would: a small CNN still trains, a 1.2 GB layer cannot.
+UNDER_A_MEMORY_LIMIT = """
+import json, resource, sys
+import torch
+from kmnist.trainer import data, train
+
+torch.set_num_threads(1)
+dataset = data.load()
+size = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize"))
+limit = size * 1024 + (512 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+small = {"model": "cnn", "train_size": 1200, "val_fraction": 0.02, "epochs": 1,
+         "l1_size": 4, "l2_size": 8, "fc1_size": 16}
+for fc1_size in (16, 250_000):  # 1152 x 250k fp32 weights: 1.15 GB, and Adam's twice that
+    result = train.run({**small, "fc1_size": fc1_size}, None, "cpu", dataset)
+    print(json.dumps([result.status, result.device_fault, result.reason]), flush=True)
+"""
+
+
+def test_a_trial_the_host_has_no_memory_for_is_marked_so_by_the_trainer(
+    tmp_path: Path, kmnist_dir: Path
+) -> None:
+    script = tmp_path / "limited.py"
+    script.write_text(UNDER_A_MEMORY_LIMIT, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    fits, too_big = (json.loads(line) for line in done.stdout.splitlines())
+    assert fits[:2] == ["completed", None], fits
+    status, fault, reason = too_big
+    assert (status, fault) == ("failed", "memory"), too_big
+    assert reason.startswith("out of memory on cpu") and "can't allocate memory" in reason
+
+
+# -- the storage goes away under a running trial ---------------------------------------------
+PLANTED_PASSWORD = "Pl4nted-pw"  # trust auth never asks for it; no output may show it
+
+
+def _postgres_admin(*statements: str) -> None:
+    """Statements run as the superuser on the `test` database, each outside a transaction."""
+    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def own_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own (its connections can be cut without touching
+    any other test's), as a URL with a password in it; dropped afterwards."""
+    name = f"kmnist_hostile_{uuid.uuid4().hex[:8]}"
+    _postgres_admin(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres:{PLANTED_PASSWORD}@127.0.0.1:5432/{name}"
+    finally:
+        _postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def cut_connections(url: str, refuse: bool) -> None:
+    """PostgreSQL terminates every backend of the database; with `refuse`, it also refuses
+    new connections to it from now on (the database gone, for its clients)."""
+    name = url.rsplit("/", 1)[1]
+    refusing = [f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"] if refuse else []
+    _postgres_admin(
+        *refusing,
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    )
+
+
+def allow_connections(url: str) -> None:
+    _postgres_admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} WITH ALLOW_CONNECTIONS true")
+
+
+@functools.cache
+def _database(url: str) -> RDBStorage:
+    """The database opened with Optuna alone, a connection per call (NullPool): the test's own
+    reads outlive the cuts."""
+    driver_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return RDBStorage(driver_url, engine_kwargs={"poolclass": NullPool})
+
+
+def trials_at(url: str, sweep_id: str) -> list[FrozenTrial]:
+    if not url.startswith("postgresql://"):
+        return stored_trials(url, sweep_id)
+    return optuna.load_study(study_name=sweep_id, storage=_database(url)).get_trials()
+
+
+def running_trial(url: str, sweep_id: str, epochs: int = 1) -> FrozenTrial | None:
+    """The running trial, once it has its config and at least `epochs` epochs reported."""
+    for t in trials_at(url, sweep_id):
+        ready = "config" in t.user_attrs and len(t.intermediate_values) >= epochs
+        if t.state == TrialState.RUNNING and ready:
+            return t
+    return None
+
+
+def as_recorded(trials: list[FrozenTrial]) -> list[tuple[Any, ...]]:
+    return [
+        (t.number, t.state, t.value, t.intermediate_values, t.user_attrs, t.system_attrs)
+        for t in trials
+    ]
+
+
+def earlier_trials_and_a_long_sweep(
+    tmp_path: Path, storage: str, **long_sweep: Any
+) -> tuple[str, list[tuple[Any, ...]], str]:
+    """A sweep with a trial done, and a sweep of one long CNN trial: (the first sweep's id,
+    its trials as recorded, the long sweep's id)."""
+    done_id = create(sweep_file(tmp_path, KNN_SWEEP), storage)
+    ran = cli("agent", done_id, "--storage", storage, "--count", "1", "--threads", "1", "--quiet")
+    assert ran.returncode == 0, ran.stderr
+    done = as_recorded(trials_at(storage, done_id))
+    assert [state for _, state, *_ in done] == [TrialState.COMPLETE]
+    long_sweep = {"run_cap": 2, "early_terminate": None, **long_sweep}
+    parameters = {"epochs": {"value": 60}} | long_sweep.pop("parameters", {})
+    long_id = create(sweep_file(tmp_path, CNN_SWEEP, parameters=parameters, **long_sweep), storage)
+    return done_id, done, long_id
+
+
+def assert_run_again(storage: str, sweep_id: str, cut: FrozenTrial) -> None:
+    """The cut trial is failed as dead by the next one to look, and queued again, linked."""
+    sweep = OptunaSweep(sweep_id, storage)
+    # Journal: its lock was freed as its agent exited. Database: its heartbeat went silent.
+    wait_for(lambda: sweep.reap_dead_trials() == [cut.number], 30, "the cut trial reaped")
+    dead, retry = trials_at(storage, sweep_id)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent died")
+    assert (retry.state, retry.system_attrs["failed_trial"]) == (TrialState.WAITING, cut.number)
+    assert retry.params == cut.params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("during", ["report", "finish"])
+def test_an_agent_whose_database_goes_away_mid_trial_stops_with_one_line(
+    tmp_path: Path,
+    kmnist_dir: Path,
+    own_database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    during: str,
+) -> None:
+    """Cut while an epoch is reported, or (a metric only the summary holds, so nothing is
+    written between the trial's start and its end) while the result is sent back."""
+    monkeypatch.setenv("KMNIST_HEARTBEAT_SECONDS", "1")
+    monkeypatch.setenv("KMNIST_HEARTBEAT_GRACE_SECONDS", "2")
+    url = own_database
+    metric = {
+        "name": "val/accuracy" if during == "report" else "val/best_accuracy",
+        "goal": "maximize",
+    }
+    done_id, done, sweep_id = earlier_trials_and_a_long_sweep(tmp_path, url, metric=metric)
+    err = tmp_path / "a.err"
+    proc = agent(sweep_id, url, err, "--quiet")
+    epochs = 1 if during == "report" else 0
+    wait_for(lambda: running_trial(url, sweep_id, epochs), 90, "a trial in progress")
+    cut_connections(url, refuse=True)
+    code, lines = ended(proc, err)
+    allow_connections(url)
+
+    no_traceback(lines)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"Error: cannot reach sweep storage {url.replace(PLANTED_PASSWORD, '***')}: "
+    )
+    assert "not currently accepting connections" in lines[0] and PLANTED_PASSWORD not in lines[0]
+    assert as_recorded(trials_at(url, done_id)) == done  # nothing recorded before is lost
+    (cut,) = trials_at(url, sweep_id)
+    assert cut.state == TrialState.RUNNING and "summary" not in cut.user_attrs
+    assert bool(cut.intermediate_values) == (during == "report")
+    # Left to the heartbeat reaper: nothing can queue it again while the database is away.
+    assert_run_again(url, sweep_id, cut)
+
+
+@pytest.mark.slow
+def test_a_database_connection_cut_while_idle_costs_the_trial_nothing(
+    tmp_path: Path, kmnist_dir: Path, own_database: str
+) -> None:
+    """A restart or a pg_terminate_backend between two epochs: the agent's next call finds
+    its pooled connection dead before using it, connects again, and goes on."""
+    url = own_database
+    path = sweep_file(
+        tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None, parameters={"epochs": {"value": 30}}
+    )
+    sweep_id = create(path, url)
+    proc = agent(sweep_id, url, tmp_path / "a.err", "--quiet")
+    for epochs in (1, 3):
+        wait_for(lambda: running_trial(url, sweep_id, epochs), 90, f"{epochs} epoch(s)")  # noqa: B023
+        cut_connections(url, refuse=False)
+    code, lines = ended(proc, tmp_path / "a.err")
+    no_traceback(lines)
+    assert code == 0 and "1 completed; sweep finished: run_cap 1 reached" in lines[-1], lines
+    (trial,) = trials_at(url, sweep_id)
+    assert trial.state == TrialState.COMPLETE and len(trial.intermediate_values) == 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["moved away", "made unreadable"])
+def test_an_agent_whose_journal_goes_away_mid_trial_stops_with_one_line(
+    tmp_path: Path, kmnist_dir: Path, how: str
+) -> None:
+    journal = tmp_path / "sweeps.journal"
+    done_id, done, sweep_id = earlier_trials_and_a_long_sweep(tmp_path, str(journal))
+    # Root reads any file: the agent runs without that privilege, so a mode 000 binds it.
+    prefix = unprivileged() if how == "made unreadable" else ()
+    proc = agent(sweep_id, str(journal), tmp_path / "a.err", "--quiet", prefix=prefix)
+    freeze_mid_trial(proc, str(journal), sweep_id)  # between two writes: the journal whole
+    before = journal.read_bytes()
+    moved = tmp_path / "elsewhere.journal"
+    if how == "moved away":
+        journal.rename(moved)
+    else:
+        journal.chmod(0)
+    os.kill(proc.pid, signal.SIGCONT)
+    code, lines = ended(proc, tmp_path / "a.err")
+    if how == "moved away":
+        assert not journal.exists()  # no empty journal made in its place
+        moved.rename(journal)
+    else:
+        journal.chmod(0o644)
+
+    no_traceback(lines)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"Error: lost sweep storage {journal} while in use: cannot ")
+    assert "put it back as it was" in lines[0]
+    assert journal.read_bytes() == before  # nothing written, nothing lost
+    assert as_recorded(trials_at(str(journal), done_id)) == done
+    (cut,) = trials_at(str(journal), sweep_id)
+    assert cut.state == TrialState.RUNNING and cut.intermediate_values
+    # Left to the lock reaper: its lock was freed as the agent exited.
+    assert_run_again(str(journal), sweep_id, cut)

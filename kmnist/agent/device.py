@@ -4,10 +4,8 @@ when a trial fails.
 `check` turns `--device` into one line and exit code 2 when the device is not there (no CUDA,
 `cuda:7` on a one-GPU host, `mps` off a Mac, `banana`), before any trial is taken.
 
-`failure_kind` tells a trial that failed because of its device (out of memory, a CUDA error)
-from one that failed because of its configuration. The first says nothing about the config:
-the agent queues the trial to run again, so it does not use up the sweep's run_cap, and stops
-once the device keeps failing.
+A trial that fails because of its device mid-run (out of memory, a CUDA error) is marked so
+by the trainer (`kmnist.trainer.faults`), where the exception is caught.
 """
 
 from __future__ import annotations
@@ -17,24 +15,6 @@ import torch
 from kmnist.errors import UserError, first_line
 
 DEVICES = "cpu, cuda, cuda:N or mps"
-# How out of memory reads: the trainer's own result, torch's CUDA/MPS errors, the CPU allocator.
-MEMORY_MARKERS = ("out of memory", "can't allocate memory", "OutOfMemoryError")
-# A device that fails under a trial: its CUDA context is lost for every trial after it.
-DEVICE_MARKERS = (
-    "AcceleratorError",
-    "CUDA error",
-    "CUDA driver",
-    "CUDNN_STATUS",
-    "CUBLAS_STATUS",
-    "cuDNN error",
-    "no CUDA GPUs",
-    "not compiled with CUDA",
-    "invalid device ordinal",
-    "NVIDIA driver",
-    "device-side assert",
-    "HIP error",
-    "MPS backend",
-)
 
 
 def check(device: str | None, option: str = "--device") -> str | None:
@@ -73,12 +53,3 @@ def _check_cuda(device: str, dev: torch.device, option: str) -> None:
 
 def _fallback() -> str:
     return "leave --device out to use the best device there is, or give --device cpu"
-
-
-def failure_kind(reason: str) -> str | None:
-    """'memory' or 'device' when a trial failed because of its device, else None."""
-    if any(marker in reason for marker in MEMORY_MARKERS):
-        return "memory"
-    if any(marker in reason for marker in DEVICE_MARKERS):
-        return "device"
-    return None

@@ -6,9 +6,11 @@ agent, when its first trial arrives, and reused by every trial.
 
 Failures: a trial that fails is recorded with its reason and the agent goes on, until
 `max_failures` fail in a row. A trial that fails because of the device (out of memory, a CUDA
-error: `device.failure_kind`) is not the trial's fault: it is queued to run again, so it uses
-up no run_cap, and the agent stops (exit 1) at once on a device error, or after
-`max_memory_failures` out-of-memory trials in a row.
+error: the trainer marks its result's `device_fault`) is not the trial's fault: it is queued to
+run again, so it uses up no run_cap, and the agent stops (exit 1) at once on a device error, or
+after `max_memory_failures` out-of-memory trials in a row. A storage that fails under a trial
+(a full disk, a database gone) is no trial's fault either: its StorageFault ends the agent
+(one line, exit 1) and the sweep leaves the trial to its crash detection, which runs it again.
 
 Stopping: SIGTERM, SIGHUP (a closed terminal) or Ctrl-C end the running trial at its next
 epoch, record it as interrupted (queued to run again), and exit 0; a second Ctrl-C exits at once
@@ -29,13 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist.agent.device import failure_kind
 from kmnist.backends import Sweep, SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
 from kmnist.contract import TrialResult
-from kmnist.errors import UserError
+from kmnist.errors import StorageFault, UserError
 from kmnist.masking import mask
 from kmnist.trainer import data as kdata
 from kmnist.trainer import train
+from kmnist.trainer.faults import device_fault, faulted
 
 PAUSE_POLL_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2  # a paused agent looks at its stop flag this often
@@ -145,21 +147,21 @@ class Agent:
                 summary.reason = f"sweep finished: {done}"
                 return
             waiting_for = ""
-            status, reason = self._run_trial(ticket)
-            summary.add(status)
-            if why := self._give_up(streak, status, reason):
+            result = self._run_trial(ticket)
+            summary.add(result.status)
+            if why := self._give_up(streak, result):
                 summary.ok, summary.reason = False, why
                 return
         summary.reason = self._why_stopped()
 
-    def _give_up(self, streak: _Streak, status: str, reason: str) -> str:
+    def _give_up(self, streak: _Streak, result: TrialResult) -> str:
         """Why the agent must stop after this trial, or "" to go on."""
-        kind = failure_kind(reason) if status == "interrupted" and reason else None
-        streak.failed = streak.failed + 1 if status == "failed" else 0
+        kind = result.device_fault
+        streak.failed = streak.failed + 1 if result.status == "failed" else 0
         streak.memory = streak.memory + 1 if kind == "memory" else 0
         where = self.device or "the default device"
         if kind == "device":
-            why = reason.strip().splitlines()[0]
+            why = result.reason.strip().splitlines()[0]
             return f"stopped: {where} failed ({why}); the trial is queued to run again"
         if streak.memory >= self.max_memory_failures:
             return (
@@ -188,13 +190,13 @@ class Agent:
         while not self.stopping and time.monotonic() < deadline:
             time.sleep(STOP_POLL_SECONDS)
 
-    def _run_trial(self, ticket: Ticket) -> tuple[str, str]:
-        """Train and record one trial; its status and reason ("lost": dropped here)."""
+    def _run_trial(self, ticket: Ticket) -> TrialResult:
+        """Train and record one trial; its result (status "lost": dropped here)."""
         if ticket.refused:  # the engine knows it cannot run: recorded, never trained
             result = TrialResult("failed", reason=ticket.refused)
         else:
             result = self._train(ticket)
-        if result.status == "failed" and not ticket.refused and failure_kind(result.reason):
+        if result.status == "failed" and result.device_fault:
             result.status = "interrupted"  # the device failed, not the trial: run it again
         if self.stopping and result.status == "stopped":
             result.status, result.reason = "interrupted", "agent interrupted"
@@ -204,10 +206,10 @@ class Agent:
             self.sweep.finish(ticket, result.status, result.summary, result.history, result.reason)
         except TrialLost as lost:
             self.say(mask(str(lost)))
-            return "lost", str(lost)
+            return TrialResult("lost", reason=str(lost))
         if self.on_trial:
             self.on_trial(ticket, result)
-        return result.status, result.reason
+        return result
 
     def _train(self, ticket: Ticket) -> TrialResult:
         try:
@@ -218,6 +220,8 @@ class Agent:
             raise
         except TrialLost as lost:  # taken back while this agent was stopped: finish drops it
             return TrialResult("interrupted", reason=str(lost))
+        except StorageFault:  # the storage failed under the trial, not the trial: stop here
+            raise
         except UserError as exc:
             if self.data is None:  # no data for any trial: give this one back, and stop
                 self.sweep.finish(ticket, "interrupted", {}, [], "agent could not load the data")
@@ -225,6 +229,8 @@ class Agent:
             # a config the trainer refuses (bad parameter combination)
             return TrialResult("failed", reason=mask(str(exc)))
         except Exception as exc:  # any crash of one trial is recorded, not fatal
+            if kind := device_fault(exc):  # out of memory loading the data, before the trainer
+                return faulted(kind, self.device, exc)
             return TrialResult("failed", reason=mask(f"{type(exc).__name__}: {exc}"))
 
     def _install_signal_handlers(self) -> dict[int, Any]:

@@ -25,6 +25,7 @@ from kmnist.trainer import metrics as M
 from kmnist.trainer.artifacts import TrialOutputs
 from kmnist.trainer.augment import augment, is_enabled, mix, shift
 from kmnist.trainer.ema import WeightEMA
+from kmnist.trainer.faults import device_fault, faulted
 from kmnist.trainer.models import N_CLASSES, KNNClassifier, build_network
 from kmnist.trainer.params import resolve
 
@@ -77,16 +78,20 @@ def run(
     epoch but the training loss) and scores the test set once, as papers report it."""
     cfg = resolve(config)
     dev = pick_device(device)
-    splits = make_splits(data or kdata.load(), cfg, dev, refit)
-    torch.manual_seed(cfg["seed"])
-    start = time.perf_counter()
+    dataset = data or kdata.load()
     trainer = _run_knn if cfg["model"] == "knn" else _run_network
     try:
+        splits = make_splits(dataset, cfg, dev, refit)  # the first copy to the device: may OOM
+        torch.manual_seed(cfg["seed"])
+        start = time.perf_counter()
         result = trainer(cfg, splits, reporter, dev)
     except Diverged as exc:
         return TrialResult("failed", reason=str(exc))
-    except torch.OutOfMemoryError:
-        return TrialResult("failed", reason=f"out of memory on {dev}")
+    except Exception as exc:  # out of memory, a failed device: marked here, where the type is known
+        kind = device_fault(exc)
+        if kind is None:
+            raise
+        return faulted(kind, dev, exc)
     result.summary[M.WALL_TIME] = time.perf_counter() - start
     return result
 

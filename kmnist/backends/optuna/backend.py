@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import secrets
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
@@ -43,6 +44,7 @@ from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
 from kmnist.backends.optuna.storage import (
     GRACE_SECONDS,
     RETRY,
+    answering,
     journal_path,
     open_storage,
     storage_url,
@@ -89,15 +91,17 @@ def create_sweep(
     base = name or spec.name or "sweep"
     sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
     storage = open_storage(url)
-    study = optuna.create_study(
-        storage=storage, study_name=sweep_id, direction=spec.goal, load_if_exists=False
-    )
-    study.set_user_attr("sweep_yaml", spec_text)
-    study.set_user_attr("sweep_id", sweep_id)
-    study.set_user_attr("created", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    study.set_user_attr("state", "running")
-    if bayes_startup is not None:
-        study.set_user_attr("bayes_startup", bayes_startup)
+    with answering(storage_url(url)):
+        study = optuna.create_study(
+            storage=storage, study_name=sweep_id, direction=spec.goal, load_if_exists=False
+        )
+        study.set_user_attr("sweep_yaml", spec_text)
+        study.set_user_attr("sweep_id", sweep_id)
+        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        study.set_user_attr("created", created)
+        study.set_user_attr("state", "running")
+        if bayes_startup is not None:
+            study.set_user_attr("bayes_startup", bayes_startup)
     return sweep_id
 
 
@@ -122,7 +126,9 @@ class SweepListing:
 
 
 def list_sweeps(url: str | None = None) -> list[SweepListing]:
-    summaries = optuna.get_all_study_summaries(open_storage(url), include_best_trial=True)
+    storage = open_storage(url)
+    with answering(storage_url(url)):
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=True)
     return [
         SweepListing(
             s.study_name,
@@ -133,6 +139,23 @@ def list_sweeps(url: str | None = None) -> list[SweepListing]:
         )
         for s in summaries
     ]
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _answering(
+    method: Callable[Concatenate[OptunaSweep, _P], _R],
+) -> Callable[Concatenate[OptunaSweep, _P], _R]:
+    """The method, with a database that stops answering under it raised as StorageFault."""
+
+    @functools.wraps(method)
+    def call(self: OptunaSweep, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with answering(self.url):
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 def _slug(text: str) -> str:
@@ -148,15 +171,16 @@ class OptunaSweep:
         self.url = storage_url(url)
         self.storage: BaseStorage = open_storage(self.url)
         try:
-            self.study = optuna.load_study(study_name=sweep_id, storage=self.storage)
+            with answering(self.url):
+                self.study = optuna.load_study(study_name=sweep_id, storage=self.storage)
+                # Storage calls take ids; these public lookups turn the study's name and a
+                # trial's number into them (Study._study_id and Trial._trial_id are private).
+                self.study_id = self.storage.get_study_id_from_name(sweep_id)
         except KeyError:
             raise UnknownSweep(
                 f"no sweep '{sweep_id}' in {_shown(self.url)}; "
                 "`kmnist-sweep ls` lists the sweeps there"
             ) from None
-        # Storage calls take ids; these public lookups turn the study's name and a trial's
-        # number into them (Study._study_id and Trial._trial_id are private).
-        self.study_id = self.storage.get_study_id_from_name(sweep_id)
         self.spec = _spec_of(self.study)
         startup = self.study.user_attrs.get("bayes_startup")
         self.plan: StudyPlan = plan(self.spec, seed, startup=startup)
@@ -165,12 +189,14 @@ class OptunaSweep:
         self.locks = TrialLocks(Path(f"{folder}.locks") / sweep_id) if folder else None
         self.lock_grace: float = GRACE_SECONDS  # running this long with no lock: owner gone
         self._heartbeats: dict[int, threading.Event] = {}
-        self._fault: StorageFault | None = None  # a write that failed mid-trial (disk full)
+        # Trial number -> the storage fault that cut it short (a full disk, the database gone)
+        self._faults: dict[int, StorageFault] = {}
         self._unbeaten: dict[int, float] = {}  # trial number -> when first seen running, unbeaten
         if isinstance(self.storage, RDBStorage):
             heartbeats.apply_window(self.storage)
 
     # -- handing out trials ------------------------------------------------------------------
+    @_answering
     def next_trial(self) -> Ticket:
         refusals = offline_refusals(self.spec)  # studies made before `create` refused these
         if refusals:
@@ -182,6 +208,14 @@ class OptunaSweep:
         if self.locks:
             self.locks.check_writable()  # before a trial exists that could not be locked
         trial = self.study.ask()
+        try:
+            with answering(self.url):
+                return self._hand_out(trial)
+        except StorageFault:
+            self._let_go(trial.number, told=False)  # left to crash detection, as in `finish`
+            raise
+
+    def _hand_out(self, trial: optuna.Trial) -> Ticket:
         # Claimed at once: until its lock or first heartbeat exists, a trial whose agent dies
         # is invisible to a heartbeat reaper and waits out the grace period for a lock reaper.
         if self.locks:
@@ -257,9 +291,17 @@ class OptunaSweep:
     def _discard(self, trial: optuna.Trial, why: str) -> None:
         trial.set_user_attr("discarded", why)
         self.study.tell(trial, state=TrialState.FAIL)
-        self._stop_heartbeat(trial.number)
-        if self.locks:
-            self.locks.release(trial.number)
+        self._let_go(trial.number, told=True)
+
+    def _let_go(self, number: int, told: bool) -> None:
+        """This agent is done with the trial: its heartbeat stops and its lock is freed. The
+        lock file of a trial told its end goes (after tell: a reaper never sees it running);
+        that of one given up untold stays, free, so the next reaper runs it again at once."""
+        self._stop_heartbeat(number)
+        if self.locks and told:
+            self.locks.release(number)
+        elif self.locks:
+            self.locks.drop(number)
 
     # -- results -----------------------------------------------------------------------------
     def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
@@ -267,13 +309,15 @@ class OptunaSweep:
         if value is None:
             return False
         try:
-            ticket.handle.report(float(value), step=epoch)
+            with answering(self.url):
+                ticket.handle.report(float(value), step=epoch)
+                return ticket.handle.should_prune()
         except StorageFault as fault:
-            self._fault = fault  # stop the trial here; `finish` raises it, writing nothing
+            # Stop the trial here; `finish` raises it, writing nothing more.
+            self._faults[ticket.number] = fault
             return True
         except UpdateFinishedTrialError:  # the sweep gave it up as dead meanwhile
             raise self._lost(ticket) from None
-        return ticket.handle.should_prune()
 
     def finish(
         self,
@@ -283,20 +327,25 @@ class OptunaSweep:
         history: list[dict[str, float]],
         reason: str = "",
     ) -> None:
-        if self._fault:
-            # The storage is full: the trial stays running, its lock is dropped as this agent
-            # exits, and the next agent fails it and queues it to run again.
-            raise self._fault
+        # A storage that failed under the trial (a full disk, the database gone, the journal
+        # moved away) cannot record it as interrupted and queue it again: the trial is left
+        # running for crash detection to do that. Its lock is freed (its file kept) and its
+        # heartbeat stops here, so on a journal the next agent to ask for a trial fails it and
+        # queues it again at once; on a database, the first to ask once its heartbeat has been
+        # silent past the grace period. The StorageFault then ends this agent: one line, exit 1.
+        told = False
         try:
-            self._tell(ticket, status, summary, history, reason)
+            if fault := self._faults.pop(ticket.number, None):
+                raise fault
+            with answering(self.url):
+                self._tell(ticket, status, summary, history, reason)
+            told = True
         except (UpdateFinishedTrialError, ValueError):  # ValueError: "Cannot tell a FAIL trial"
             if not self._taken_away(ticket):
                 raise
             raise self._lost(ticket) from None
         finally:
-            self._stop_heartbeat(ticket.number)
-            if self.locks:
-                self.locks.release(ticket.number)  # after tell: a reaper never sees it running
+            self._let_go(ticket.number, told)
 
     def _tell(
         self,
@@ -326,15 +375,15 @@ class OptunaSweep:
             if status == "interrupted":
                 self._retry(trial.number)
 
+    @_answering
     def _taken_away(self, ticket: Ticket) -> bool:
         """True if someone else finished the trial: a reaper failed it as dead."""
         return self.storage.get_trial(self._trial_id(ticket.number)).state.is_finished()
 
+    @_answering
     def _lost(self, ticket: Ticket) -> TrialLost:
         """The trial was failed as dead while its agent lived on: its heartbeat and lock go."""
-        self._stop_heartbeat(ticket.number)
-        if self.locks:
-            self.locks.release(ticket.number)
+        self._let_go(ticket.number, told=True)  # told, by the reaper
         trials = self.storage.get_all_trials(self.study_id, deepcopy=False)
         retries = [t.number for t in trials if ticket.number in _retry_history(t)]
         again = f"queued again as trial {retries[0]}" if retries else "not queued again"
@@ -355,6 +404,7 @@ class OptunaSweep:
         return objective.extremum(values, self.spec.goal)
 
     # -- crash safety ------------------------------------------------------------------------
+    @_answering
     def reap_dead_trials(self) -> list[int]:
         """Fail the running trials whose agent died, and queue each to run again."""
         limit = heartbeats.grace(self.storage) if isinstance(self.storage, RDBStorage) else 0.0
@@ -382,6 +432,7 @@ class OptunaSweep:
         first = self._unbeaten.setdefault(trial.number, time.monotonic())
         return time.monotonic() - first
 
+    @_answering
     def dead_trials(self) -> dict[int, str]:
         """Running trials whose agent looks dead: number -> why, in a few words."""
         if not isinstance(self.storage, RDBStorage):
@@ -446,6 +497,7 @@ class OptunaSweep:
             stop.set()
 
     # -- reading -----------------------------------------------------------------------------
+    @_answering
     def trials(self) -> list[TrialRecord]:
         return [
             _record(t)
@@ -453,15 +505,18 @@ class OptunaSweep:
             if "discarded" not in t.user_attrs
         ]
 
+    @_answering
     def set_state(self, state: str) -> None:
         if state not in STATES:
             raise UserError(f"unknown sweep state {state!r}: expected one of {', '.join(STATES)}")
         self.study.set_user_attr("state", state)
 
     @property
+    @_answering
     def state(self) -> str:
         return self.study.user_attrs.get("state", "running")
 
+    @_answering
     def info(self) -> SweepInfo:
         running = [r.number for r in self.trials() if r.state == "running"]
         dead = self.dead_trials()
@@ -476,6 +531,7 @@ class OptunaSweep:
             dead=dead,
         )
 
+    @_answering
     def plots(self) -> list[Plot]:
         from kmnist.backends.optuna.plots import plots
 

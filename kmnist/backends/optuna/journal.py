@@ -11,7 +11,10 @@ decode error. Here:
 - opening a journal whose last line is torn repairs it under the same lock and says so on
   stderr, so a concurrent writer is never cut;
 - a line in the journal that is not one of Optuna's records is a UserError naming the line:
-  nothing is rewritten, and the records before it are shown to be intact.
+  nothing is rewritten, and the records before it are shown to be intact;
+- a journal that cannot be read or written is a UserError (exit 2: set up wrong) until it has
+  been read or written; once it has, it failing so is a StorageFault (exit 1): it was moved,
+  deleted or had its permissions changed while in use, and nothing is written in its place.
 
 Durability: each record is fsynced before its append returns, so a power loss can lose only
 the record being written, never one that was acknowledged (measured in BENCHMARKS.md).
@@ -72,6 +75,7 @@ class JournalFile(JournalFileBackend):
                 f"such as {path / 'sweeps.journal'}"
             )
         self.path, self._say, self._sync = path, say, SYNC
+        self._worked: set[str] = set()  # "read", "write": what this process has done here
         created = not path.exists()
         try:
             # Creates the file when missing; O_EXCL lock files work on any filesystem.
@@ -93,6 +97,7 @@ class JournalFile(JournalFileBackend):
             f = open(self._file_path, "rb")  # noqa: SIM115 - closed below, in the generator
         except OSError as exc:
             raise self._fault(exc, "read") from None
+        self._worked.add("read")
         with f:
             # Only what the file held when we started: another process may be appending.
             remaining = os.fstat(f.fileno()).st_size
@@ -140,6 +145,7 @@ class JournalFile(JournalFileBackend):
                 if isinstance(exc, OSError):
                     raise self._fault(exc, "write") from None
                 raise
+        self._worked.add("write")
 
     def _must_sync(self, logs: list[dict[str, Any]]) -> bool:
         if self._sync == "trial":
@@ -215,6 +221,13 @@ class JournalFile(JournalFileBackend):
             return StorageFault(
                 f"cannot write sweep storage {self.path}: {reason}; every record before this "
                 "write is intact: free space and run the command again (an agent's unfinished "
+                "trial is run again)"
+            )
+        if ("read" if doing == "read" else "write") in self._worked:
+            return StorageFault(
+                f"lost sweep storage {target} while in use: cannot {doing} it ({reason}); it was "
+                "moved, deleted or had its permissions changed, and nothing was written in its "
+                "place: put it back as it was and run the command again (an agent's unfinished "
                 "trial is run again)"
             )
         if exc.errno in NOT_WRITABLE:

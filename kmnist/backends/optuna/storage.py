@@ -4,16 +4,20 @@
 - a path or `file:` URL: a journal file there (`journal.py`: torn records repaired, full disks
   handled, every record fsynced);
 - `postgresql://...` (or any SQLAlchemy URL, e.g. `mysql://`, `sqlite:///`): Optuna's RDB
-  storage, with heartbeats so a trial whose host died is failed and run again;
+  storage, with heartbeats so a trial whose host died is failed and run again; a connection the
+  server closed while idle is replaced at its next use, and a database that stops answering
+  mid-use is a StorageFault (`answering`);
 - `redis://...`: the journal on Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,6 +96,10 @@ def open_storage(url: str | None = None) -> BaseStorage:
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 return RDBStorage(
                     sqlalchemy_url(url),
+                    # An agent's connections sit idle through each epoch: one the server
+                    # closed meanwhile (a restart, pg_terminate_backend, an idle timeout) is
+                    # found and replaced when next taken from the pool, before any write.
+                    engine_kwargs={"pool_pre_ping": True},
                     heartbeat_interval=HEARTBEAT_SECONDS,
                     grace_period=GRACE_SECONDS,
                     heartbeat_stale_trial_callback=RETRY,
@@ -124,3 +132,40 @@ def sqlalchemy_url(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
     return f"postgresql://{rest}"  # SQLAlchemy knows no `postgres://`
+
+
+# What a database storage raises when it stops answering mid-use; Optuna wraps SQLAlchemy's
+# errors in StorageInternalError inside its sessions, after rolling the session back.
+DATABASE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+_UNREACHABLE = (
+    sqlalchemy.exc.OperationalError,  # refused, gone, the connection cut mid-call
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+)
+
+
+@contextlib.contextmanager
+def answering(url: str) -> Iterator[None]:
+    """Calls on a storage that opened: one whose database then fails them is a StorageFault
+    (one line naming the masked URL, exit code 1), not a traceback.
+
+    The database undoes a transaction it did not commit, so every record it acknowledged is
+    kept. (A storage that never opens is a UserError in `open_storage`: exit 2.)
+    """
+    try:
+        yield
+    except DATABASE_ERRORS as exc:
+        raise StorageFault(database_fault(url, exc)) from None
+
+
+def database_fault(url: str, exc: BaseException) -> str:
+    """One line: which storage failed, the driver's own words, what is kept, what to do."""
+    error = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    error = error or exc
+    unreachable = isinstance(error, _UNREACHABLE) or getattr(error, "connection_invalidated", False)
+    what = "cannot reach" if unreachable else "a write failed on"
+    reason = first_line(getattr(error, "orig", None) or error)
+    return (
+        f"{what} sweep storage {mask(url)}: {reason}; every record it acknowledged is kept: run "
+        "the command again once it answers (an agent's unfinished trial is run again)"
+    )

@@ -64,6 +64,13 @@ class TrialLocks:
             self._path(number).unlink(missing_ok=True)
             os.close(fd)
 
+    def drop(self, number: int) -> None:
+        """Give a trial up unfinished: its lock is freed but its file stays, so the next reaper
+        finds its owner gone at once, as if this agent had died."""
+        fd = self.held.pop(number, None)
+        if fd is not None:
+            os.close(fd)
+
     def owner_is_dead(self, number: int) -> bool:
         """True if the trial's lock file exists and nobody holds it (its owner died).
 
