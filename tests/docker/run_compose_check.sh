@@ -104,6 +104,7 @@ if [[ ! -e docker/wheels/$(basename "$wheel") ]]; then
   planted+=("docker/wheels/$(basename "$wheel")")
 fi
 timeout 900 "${COMPOSE[@]}" build agent postgres >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log"; fail "build"; }
+docker image inspect "$IMAGE" >/dev/null 2>&1 || { tail -30 "$TMP/build.log"; fail "the build made no $IMAGE"; }
 step "built $IMAGE ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}')) and kmnist-postgres:15"
 
 # -- 4. four agents on a compose PostgreSQL sweep --------------------------------------------------
