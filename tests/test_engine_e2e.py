@@ -54,6 +54,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
     [KNN_SWEEP, pytest.param(CNN_SWEEP, marks=pytest.mark.slow)],
     ids=["knn-random", "cnn-hyperband"],
 )
+@pytest.mark.slow
 def test_four_agents_run_the_sweep_to_its_cap(
     base: dict[str, Any], storage: Storage, kmnist_dir: Path, tmp_path: Path
 ) -> None:
