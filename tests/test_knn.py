@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,35 @@ def test_prediction_workers_leave_the_thread_count_as_it_was(subset: tuple) -> N
         assert np.array_equal(_ours({"k": 4}, subset)[0], ours)
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_kernel_on_a_reference_path_is_screened_out_cheaply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kernel thousands of times slower (oneDNN's int8 linear on a Zen 4 EPYC) is timed
+    only on the small screen, never on the full probe, and the other one is chosen."""
+    built: list[tuple[int, ...]] = []
+
+    def crawling(train: torch.Tensor, half_sq: torch.Tensor) -> knn_kernels.TileScores:
+        built.append(tuple(train.shape))
+        fast = knn_kernels.build("fp32", train, half_sq)
+        return lambda queries: (
+            time.sleep(1e-6 * queries.numel() * len(train) / 784) or fast(queries)
+        )
+
+    here = (lambda: True, knn_kernels.KERNELS["fp32"][1])
+    monkeypatch.setattr(
+        knn_kernels,
+        "KERNELS",
+        {"onednn-int8": (lambda: True, crawling), "int-mm": here, "fp32": here},
+    )
+    knn_kernels.forget_choice()
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randint(-128, 128, (4096, 784), generator=gen, dtype=torch.int8)
+    probe = torch.randint(-128, 128, (512, 784), generator=gen, dtype=torch.int8)
+    start = time.perf_counter()
+    chosen = knn_kernels.fastest(CPU, probe, train, train.float().square().sum(1) / 2)
+    assert chosen == "int-mm"
+    assert built == [(knn_kernels.SCREEN[1], 784)]  # never built at the probe's size
+    assert time.perf_counter() - start < 2.0  # the full probe would have slept 15 s
+    knn_kernels.forget_choice()

@@ -150,6 +150,8 @@ def build(name: str, train: torch.Tensor, half_sq: torch.Tensor) -> TileScores:
 
 INT8 = ("onednn-int8", "int-mm")
 PROBE_POINTS = 3840  # training points the int8 kernels are timed on
+SCREEN = (32, 256)  # queries and points of a first, cheap timing
+SCREEN_MARGIN = 10.0  # a kernel this much slower than the best there is not timed further
 _chosen: dict[tuple, str] = {}
 
 
@@ -160,20 +162,36 @@ def fastest(
     multiply-adds per instruction: VNNI vs AVX512-BF16, AMX-INT8 vs AMX-BF16), and bf16
     beats fp32; which of the two int8 kernels wins depends on the CPU (AMX or VNNI only) and
     torch's build, so those are timed, once per process and shape, on `probe` queries against
-    the first PROBE_POINTS of `train` (best of three after a warm-up)."""
+    the first PROBE_POINTS of `train` (best of three after a warm-up).
+
+    Some builds run a kernel on a reference path thousands of times slower (oneDNN's int8
+    linear on a Zen 4 EPYC: 35 s for one probe that `_int_mm` does in 13 ms), so every
+    candidate is first timed on a SCREEN-sized slice, where that costs a few milliseconds."""
     names = available(device)
     int8 = [name for name in names if name in INT8]
     key = (device.type, torch.get_num_threads(), tuple(probe.shape), tuple(train.shape))
     if len(int8) < 2 or key in _chosen:
         return _chosen.get(key, names[0])
-    train, half_sq = train[:PROBE_POINTS], half_sq[:PROBE_POINTS]
+    queries, points = SCREEN
+    screen = timings(int8, probe[:queries], train[:points], half_sq[:points], repeats=1)
+    int8 = [name for name in int8 if screen[name] <= SCREEN_MARGIN * min(screen.values())]
+    if len(int8) > 1:
+        points = PROBE_POINTS
+        screen = timings(int8, probe, train[:points], half_sq[:points], repeats=3)
+    _chosen[key] = min(int8, key=screen.__getitem__)
+    return _chosen[key]
+
+
+def timings(
+    names: list[str], probe: torch.Tensor, train: torch.Tensor, half_sq: torch.Tensor, repeats: int
+) -> dict[str, float]:
+    """Best of `repeats` timed calls of each kernel after one warm-up call."""
     seconds = {}
-    for name in int8:
+    for name in names:
         scores = build(name, train, half_sq)
         scores(probe)
-        seconds[name] = min(_timed(scores, probe) for _ in range(3))
-    _chosen[key] = min(seconds, key=seconds.__getitem__)
-    return _chosen[key]
+        seconds[name] = min(_timed(scores, probe) for _ in range(repeats))
+    return seconds
 
 
 def _timed(scores: TileScores, probe: torch.Tensor) -> float:
