@@ -2,6 +2,7 @@
 
 Runs, as a user would, `kmnist-sweep run FILE` on a fresh journal; at --minutes it sends the
 run SIGTERM (each trial then ends at its next epoch, recorded as stopped) and waits for it.
+(Stopping it earlier by hand, with SIGTERM to the run's process group, works the same way.)
 Then `kmnist-sweep best --json`, `kmnist-sweep ensemble --json` (the N and the greedy members
 chosen on validation) and `ensemble --top 5`. Machine, commands, wall time and the figures
 land in bench/results/record_sweep-<time>.json.
@@ -20,9 +21,17 @@ import time
 from pathlib import Path
 
 import click
+import optuna
 from machine import describe, headline
 
 SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "record_cpu.yaml"
+
+
+def _sweep_id(journal: Path) -> str:
+    """The one sweep of a fresh journal (`run` adds a suffix to the name it is given)."""
+    backend = optuna.storages.journal.JournalFileBackend(str(journal))
+    (name,) = optuna.get_all_study_names(optuna.storages.JournalStorage(backend))
+    return name
 
 
 def _json(command: list[str]) -> object:
@@ -52,6 +61,7 @@ def main(sweep_file: Path, minutes: float, out: Path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
     wall = time.perf_counter() - start
+    name = _sweep_id(folder / "journal.log")
     best = _json(["kmnist-sweep", "best", name, *storage, "--json"])
     ensembles = _json(["kmnist-sweep", "ensemble", name, *storage, "--json"])
     top5 = _json(["kmnist-sweep", "ensemble", name, *storage, "--top", "5", "--json"])
