@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -54,3 +56,11 @@ def headline(machine: dict) -> str:
         f"{machine['cpu']}: {amx}; {flags}; {machine['cpus']} CPUs, {machine['torch_threads']} "
         f"torch threads, torch {machine['torch']}; load {machine['load_at_start'][0]:.2f}"
     )
+
+
+def save_record(record: dict, out: Path) -> Path:
+    """Write a long run's record as out/<benchmark>-<time>.json (each run keeps its own file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{record['benchmark']}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(record, indent=2))
+    return path

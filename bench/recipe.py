@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import click
-from machine import describe, headline
+from machine import describe, headline, save_record
 
 # The recipe: a ResNet-9-like pre-activation net, SGD-Nesterov with one-cycle, whole-pixel
 # shifts, label smoothing, weight EMA for evaluation, and 1-pixel-shift TTA.
@@ -74,9 +74,7 @@ def main(seed: int, out: Path, overrides: tuple[str, ...]) -> None:
         "val_accuracy_by_epoch": [epoch["val/accuracy"] for epoch in run["history"]],
         "epoch_seconds": [epoch["epoch_time"] for epoch in run["history"]],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"recipe-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = save_record(record, out)
     print(
         f"val/accuracy {summary['val/accuracy']:.4f}  test/accuracy {summary['test/accuracy']:.4f}"
         f"  wall {wall / 60:.1f} min (training + validation {record['train_seconds'] / 60:.1f})"

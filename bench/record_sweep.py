@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 import optuna
-from machine import describe, headline
+from machine import describe, headline, save_record
 
 SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "record_cpu.yaml"
 
@@ -78,9 +78,7 @@ def main(sweep_file: Path, minutes: float, out: Path) -> None:
         "ensemble": ensembles,
         "ensemble_top5": top5,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"record_sweep-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = save_record(record, out)
     print(json.dumps({k: record[k] for k in ("wall_minutes", "best", "ensemble_top5")}, indent=1))
     print(f"-> {path}")
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import click
 import optuna
-from machine import describe, headline
+from machine import describe, headline, save_record
 
 SWEEP = Path(__file__).resolve().parent.parent / "sweeps" / "record_cpu.yaml"
 
@@ -146,9 +146,7 @@ def main(target: float, budget: float, seed: int, poll: float, out: Path) -> Non
         "baseline": theirs,
         "speedup": ratio,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"time_to_accuracy-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = save_record(record, out)
     print(f"-> {path}")
 
 
