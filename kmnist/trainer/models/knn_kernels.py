@@ -173,12 +173,12 @@ def fastest(
     if len(int8) < 2 or key in _chosen:
         return _chosen.get(key, names[0])
     queries, points = SCREEN
-    screen = timings(int8, probe[:queries], train[:points], half_sq[:points], repeats=1)
-    int8 = [name for name in int8 if screen[name] <= SCREEN_MARGIN * min(screen.values())]
+    seconds = timings(int8, probe[:queries], train[:points], half_sq[:points], repeats=1)
+    int8 = [name for name in int8 if seconds[name] <= SCREEN_MARGIN * min(seconds.values())]
     if len(int8) > 1:
-        points = PROBE_POINTS
-        screen = timings(int8, probe, train[:points], half_sq[:points], repeats=3)
-    _chosen[key] = min(int8, key=screen.__getitem__)
+        rows = slice(PROBE_POINTS)
+        seconds = timings(int8, probe, train[rows], half_sq[rows], repeats=3)
+    _chosen[key] = min(int8, key=seconds.__getitem__)
     return _chosen[key]
 
 
