@@ -12,12 +12,14 @@ N_CLASSES = 10
 
 
 class Dropout(nn.Module):
-    """Dropout whose CPU mask costs a fifth of `nn.Dropout`'s.
+    """Dropout with a cheaper CPU mask than `nn.Dropout`'s.
 
     On the CPU, `bernoulli_` draws one generator call per element and takes a fifth of a
     starter-CNN step; here each element gets one byte of a 64-bit draw instead, so `p` is
     rounded to a multiple of 1/256 there. The mask is made in x's dtype and layout: a
-    mixed-dtype product (bf16 times bool) takes a slow casting loop, both ways.
+    mixed-dtype product (bf16 times bool) takes a slow casting loop, both ways. On the starter's
+    100 x 64 x 12 x 12 bf16 activations, forward and backward take 1.4 ms against 2.4 for a bool
+    mask from 7-byte draws (Xeon, 2026-12-02).
     Other devices use `F.dropout` as it is.
     """
 
