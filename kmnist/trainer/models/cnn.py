@@ -18,7 +18,7 @@ class Dropout(nn.Module):
     starter-CNN step; here each element gets one byte of a 64-bit draw instead, so `p` is
     rounded to a multiple of 1/256 there. The mask is made in x's dtype and layout: a
     mixed-dtype product (bf16 times bool) takes a slow casting loop, both ways. On the starter's
-    100 x 64 x 12 x 12 bf16 activations, forward and backward take 1.4 ms against 2.4 for a bool
+    100 x 64 x 12 x 12 bf16 activations, forward and backward took 1.4 ms against 2.4 for a bool
     mask from 7-byte draws (Xeon, 2026-12-02).
     Other devices use `F.dropout` as it is.
     """
@@ -38,8 +38,12 @@ class Dropout(nn.Module):
         words = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-(2**63), None)
         random_bytes = words.view(torch.uint8)[:n]
         layout = torch.empty_like(x, dtype=torch.uint8)  # x's strides, or contiguous ones
-        keep = random_bytes.as_strided(layout.shape, layout.stride()) >= threshold
-        return (x * keep.to(x.dtype)).mul_(256 / (256 - threshold))  # 4/3 is inexact in bf16
+        random_bytes = random_bytes.as_strided(layout.shape, layout.stride())
+        # keep = byte >= threshold, as 0/1 in x's dtype: clamp(byte - (threshold - 1), 0, 1)
+        # is exact (small integers) and vectorised, where a uint8 compare and a bool cast are
+        # not: 0.33 ms against 1.2 for the starter's mask (Zen 4 EPYC, 2026-12-02)
+        keep = random_bytes.to(x.dtype).sub_(threshold - 1).clamp_(0, 1)
+        return (x * keep).mul_(256 / (256 - threshold))  # 4/3 is inexact in bf16
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
