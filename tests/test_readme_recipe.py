@@ -34,4 +34,4 @@ def test_readme_shows_the_measured_recipe() -> None:
 def test_the_recipe_is_a_valid_trainer_config() -> None:
     pairs = (word.removeprefix("--").split("=", 1) for word in _bench_recipe())
     config = resolve(dict(pairs))
-    assert config["model"] == "resnet" and config["epochs"] == 16
+    assert config["model"] == "resnet" and config["epochs"] == 12
