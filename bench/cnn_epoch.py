@@ -14,11 +14,10 @@ runs the trainer's about 1 s slower (Xeon, 2026-12-02). `--same-process` measure
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,12 +25,12 @@ import click
 import numpy as np
 import torch
 import torch.nn.functional as F
+from epoch_timing import in_fresh_process, trainer_epoch_seconds
 from machine import describe, headline
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from kmnist.trainer import data as kdata
-from kmnist.trainer import train
 from kmnist.trainer.models import build_network
 from kmnist.trainer.params import resolve
 
@@ -78,18 +77,6 @@ def baseline_epoch(d: kdata.Kmnist, train_idx: np.ndarray, val_idx: np.ndarray) 
     return time.perf_counter() - start
 
 
-class EpochTimer:
-    def report(self, epoch: int, metrics: dict) -> bool:
-        self.seconds = metrics["epoch_time"]
-        return False
-
-
-def project_epoch(d: kdata.Kmnist, precision: str) -> float:
-    timer = EpochTimer()
-    train.run({**CONFIG, "precision": precision}, timer, device="cpu", data=d)
-    return timer.seconds
-
-
 VARIANTS = ("baseline", "project_fp32", "project_auto")
 
 
@@ -99,13 +86,7 @@ def epoch_seconds(variant: str) -> float:
     train_idx, val_idx = kdata.stratified_split(d.train_labels, 0.1, 0)
     if variant == "baseline":
         return baseline_epoch(d, train_idx, val_idx)
-    return project_epoch(d, variant.removeprefix("project_"))
-
-
-def epoch_in_fresh_process(variant: str) -> float:
-    command = [sys.executable, __file__, "--one", variant]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(out.split()[-1])
+    return trainer_epoch_seconds({**CONFIG, "precision": variant.removeprefix("project_")}, d)
 
 
 @click.command()
@@ -119,7 +100,7 @@ def main(repeats: int, out: Path, same_process: bool, one: str | None) -> None:
         return
     machine = describe()
     print(headline(machine), flush=True)
-    measure = epoch_seconds if same_process else epoch_in_fresh_process
+    measure = epoch_seconds if same_process else functools.partial(in_fresh_process, __file__)
     times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     for _ in range(repeats):
         for variant in VARIANTS:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import torch
+from epoch_timing import in_fresh_process, trainer_epoch_seconds
 from machine import describe, headline
 from torch import nn
 
@@ -69,22 +68,9 @@ def epoch_flops(config: dict[str, Any]) -> float:
     return 2.0 * macs_per_image(config) * (3 * TRAIN_IMAGES + views * VAL_IMAGES)
 
 
-class EpochTimer:
-    def report(self, epoch: int, metrics: dict) -> bool:
-        self.seconds = metrics["epoch_time"]
-        return False
-
-
 def epoch_seconds(name: str) -> float:
-    timer = EpochTimer()
-    d = kdata.load(download=False)
-    train.run({**NETWORKS[name], "epochs": 1, "precision": "auto"}, timer, device="cpu", data=d)
-    return timer.seconds
-
-
-def in_fresh_process(name: str) -> float:
-    command = [sys.executable, __file__, "--one", name]
-    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    config = {**NETWORKS[name], "precision": "auto"}
+    return trainer_epoch_seconds(config, kdata.load(download=False))
 
 
 def matmul_peak() -> tuple[str, float]:
@@ -114,7 +100,7 @@ def main(repeats: int, out: Path, one: str | None) -> None:
     times: dict[str, list[float]] = {name: [] for name in NETWORKS}
     for _ in range(repeats):
         for name in NETWORKS:
-            times[name].append(in_fresh_process(name))
+            times[name].append(in_fresh_process(__file__, name))
         print({k: round(v[-1], 2) for k, v in times.items()}, flush=True)
     rows = {}
     for name, seconds in times.items():
