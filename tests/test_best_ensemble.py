@@ -4,6 +4,7 @@ ensembled and refit, through the real CLI and a journal file."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,46 @@ def test_bad_requests_are_one_line_and_touch_nothing(
         "no stored trial artifacts",
     )
     assert len(artifacts.load_all(artifact_dir(sweep_id, journal))) == 3
+
+
+def test_damaged_artifacts_are_named_and_left_out(
+    finished: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = finished
+    root = tmp_path / "kept"
+    copy = root / sweep_id
+    shutil.copytree(artifact_dir(sweep_id, journal), copy)
+    winner = json.loads(cli("best", sweep_id, "--storage", journal, "--json").stdout)["trial"]
+    (copy / artifacts.folder_name(winner) / "weights.pt").unlink()
+    assert_one_line_error(
+        cli(
+            "best",
+            sweep_id,
+            "--storage",
+            journal,
+            "--artifacts",
+            str(root),
+            "--out",
+            str(tmp_path / "m"),
+        ),
+        "weights.pt is missing",
+        f"trial {winner}",
+    )
+    assert not (tmp_path / "m").exists()
+    npz = copy / artifacts.folder_name(winner) / "probs.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    done = cli("ensemble", sweep_id, "--storage", journal, "--artifacts", str(root), "--json")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    (warning,) = done.stderr.strip().splitlines()
+    assert warning.startswith("warning: left out") and artifacts.folder_name(winner) in warning
+    members = set().union(*(s["members"] for s in json.loads(done.stdout)))
+    assert members and str(winner) not in members
+    for folder in copy.glob("trial-*"):
+        (folder / "probs.npz").unlink()
+    assert_one_line_error(
+        cli("ensemble", sweep_id, "--storage", journal, "--artifacts", str(root)),
+        "no stored trial artifacts",
+    )
 
 
 def test_best_on_a_sweep_with_no_completed_trial(tmp_path: Path, kmnist_dir: Path) -> None:

@@ -136,3 +136,56 @@ def test_misclassified_grid_shows_the_most_confident_errors_first() -> None:
     assert page.count("<figure>") == 2
     assert page.index("#1<br>") < page.index("#2<br>")
     assert "true き ki" in page and "pred は ha" in page
+
+
+def _cut_short(folder: Path) -> None:
+    npz = folder / "probs.npz"
+    npz.write_bytes(npz.read_bytes()[:1000])
+
+
+def _wrong_shape(folder: Path) -> None:
+    with np.load(folder / "probs.npz") as npz:
+        arrays = dict(npz)
+    arrays["test_probs"] = arrays["test_probs"][:, :9]
+    np.savez(folder / "probs.npz", **arrays)
+
+
+DAMAGE = {
+    "probs.npz deleted": lambda f: (f / "probs.npz").unlink(),
+    "probs.npz cut short": _cut_short,
+    "probs.npz emptied": lambda f: (f / "probs.npz").write_bytes(b""),
+    "probs.npz of the wrong shape": _wrong_shape,
+    "config.json deleted": lambda f: (f / "config.json").unlink(),
+    "config.json not JSON": lambda f: (f / "config.json").write_text("{"),
+    "config.json a list": lambda f: (f / "config.json").write_text("[1]"),
+    "config.json without a value": lambda f: (f / "config.json").write_text('{"number": 1}'),
+    "config.json with a text value": lambda f: (f / "config.json").write_text(
+        '{"number": 1, "value": "high", "config": {}, "summary": {}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_a_damaged_trial_folder_is_left_out_with_a_line_saying_why(
+    tmp_path: Path, damage: object
+) -> None:
+    store(tmp_path, [0.5, 3.0, 1.0])  # trial 1 is the best
+    damaged = tmp_path / artifacts.folder_name(1)
+    damage(damaged)
+    skipped: list[str] = []
+    found = artifacts.load_all(tmp_path, skipped)
+    assert [a.number for a in found] == [0, 2]
+    assert len(skipped) == 1 and str(damaged) in skipped[0] and "delete" in skipped[0]
+    assert "\n" not in skipped[0]
+    single, *_ = ensembles(found, "maximize")
+    assert single.members == {2: 1}  # the best readable trial
+    artifacts.prune(tmp_path, keep=1, goal="maximize")
+    assert damaged.exists()  # a damaged folder is the user's to delete, never pruned
+
+
+def test_probabilities_damaged_after_the_scan_are_one_line(tmp_path: Path) -> None:
+    store(tmp_path, [1.0])
+    (found,) = artifacts.load_all(tmp_path)
+    _cut_short(found.folder)
+    with pytest.raises(UserError, match=r"probs\.npz: .*delete that trial folder"):
+        found.arrays()

@@ -29,13 +29,26 @@ def stored(sweep_id: str, storage: str | None, root: Path | None) -> tuple[Sweep
     if best is None:
         raise UserError(f"sweep {sweep_id} has no completed trial yet: run its agents first")
     folder = artifact_dir(sweep_id, storage, root)
-    kept = artifacts.ranked(artifacts.load_all(folder), info.goal)
+    kept, damaged = kept_artifacts(folder, info.goal)
     if not kept:
+        why = f"; {len(damaged)} damaged, e.g. {damaged[0]}" if damaged else ""
         raise UserError(
             f"sweep {sweep_id}: no stored trial artifacts in {folder} (agents keep them unless "
-            "--keep-artifacts 0; pass --artifacts DIR if they were kept elsewhere)"
+            f"--keep-artifacts 0; pass --artifacts DIR if they were kept elsewhere){why}"
         )
+    warn(damaged)
     return info, kept
+
+
+def kept_artifacts(folder: Path, goal: str) -> tuple[list[artifacts.Artifact], list[str]]:
+    """The readable trial folders, best first, and a line for each damaged one."""
+    damaged: list[str] = []
+    return artifacts.ranked(artifacts.load_all(folder, damaged), goal), damaged
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        err_console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 @click.command()

@@ -361,15 +361,14 @@ def status(sweep_id: str, storage: str | None) -> None:
 def report(sweep_id: str, storage: str | None, artifacts_root: Path | None, out_dir: Path) -> None:
     """A self-contained HTML page: leaderboard, history, parallel coordinates, importances,
     and the best trial's confusion matrix, misclassified images and ensembles."""
+    from kmnist.cli.results import kept_artifacts, warn
     from kmnist.results import report as html_report
     from kmnist.results.pictures import best_trial_sections
-    from kmnist.trainer import artifacts
 
     sweep = open_sweep(sweep_id, storage)
     info = sweep.info()
-    kept = artifacts.ranked(
-        artifacts.load_all(artifact_dir(sweep_id, storage, artifacts_root)), info.goal
-    )
+    kept, damaged = kept_artifacts(artifact_dir(sweep_id, storage, artifacts_root), info.goal)
+    warn(damaged)
     extras = best_trial_sections(kept, info.goal, _test_images() if kept else None)
     path = html_report.write(info, sweep.trials(), sweep.plots(), out_dir, extras)
     console.print(f"report written to {path}")

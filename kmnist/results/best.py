@@ -42,6 +42,11 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
     """Copy the trial's files into a new folder `out` with a README; never overwrites."""
     if out.exists():
         raise UserError(f"{out}: already exists; name a new folder (nothing was written)")
+    if artifact.weights is None and artifact.config.get("model") != "knn":
+        raise UserError(
+            f"{artifact.folder}: weights.pt is missing, so trial {artifact.number} cannot be "
+            "exported (nothing was written); `--refit` retrains its config"
+        )
     try:
         shutil.copytree(artifact.folder, out)
     except OSError as exc:

@@ -57,8 +57,9 @@ def _aligned(ranked_artifacts: list[Artifact]) -> tuple[list[_Member], np.ndarra
     members = []
     for artifact in ranked_artifacts:
         arrays = first if not members else artifact.arrays()
-        if not np.array_equal(arrays["val_index"], first["val_index"]):
-            continue  # another validation split
+        same_split = np.array_equal(arrays["val_index"], first["val_index"])
+        if not same_split or not np.array_equal(arrays["test_labels"], first["test_labels"]):
+            continue  # another validation split (or another test set)
         members.append(_Member(artifact.number, arrays["val_probs"], arrays["test_probs"]))
     return members, first["val_labels"], first["test_labels"]
 

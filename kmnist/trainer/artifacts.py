@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from kmnist.errors import UserError
+from kmnist.trainer.data import CLASSES
 
 DEFAULT_KEEP = 10
+DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+"""What reading a damaged trial folder raises (a file missing, cut short or edited)."""
 PREFIX = "trial-"
 SPLITS = ("val", "test")
 
@@ -58,8 +62,11 @@ class Artifact:
         return path if path.is_file() else None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        with np.load(self.folder / "probs.npz") as npz:
-            return {name: npz[name] for name in npz.files}
+        """probs.npz, checked: a file changed or cut short since the scan is one clear line."""
+        try:
+            return _read_arrays(self.folder / "probs.npz")
+        except DAMAGED as exc:
+            raise UserError(f"{self.folder / 'probs.npz'}: {_reason(exc)}; {_FIX}") from None
 
 
 def folder_name(number: int) -> str:
@@ -98,20 +105,56 @@ def save(
     return final
 
 
-def load_all(root: Path) -> list[Artifact]:
-    """Every complete trial folder under `root` (unreadable ones are skipped, never fatal)."""
+def load_all(root: Path, skipped: list[str] | None = None) -> list[Artifact]:
+    """Every complete, readable trial folder under `root`. A damaged one (a file missing, cut
+    short or edited) is left out, never fatal; `skipped` gets one line saying which and why."""
     if not root.is_dir():
         return []
     found = []
     for folder in sorted(root.glob(f"{PREFIX}*")):
         try:
-            meta = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        found.append(
-            Artifact(meta["number"], folder, meta["config"], meta["value"], meta["summary"])
-        )
+            found.append(_read(folder))
+        except DAMAGED as exc:
+            if skipped is not None:
+                skipped.append(f"left out {folder}: {_reason(exc)}; {_FIX}")
     return found
+
+
+_FIX = "delete that trial folder to silence this, or rerun the trial"
+
+
+def _read(folder: Path) -> Artifact:
+    meta = json.loads((folder / "config.json").read_text())
+    value = meta["value"]
+    if not isinstance(value, int | float | None) or not isinstance(meta["number"], int):
+        raise ValueError("config.json: 'number' or 'value' is not a number")
+    config, summary = dict(meta["config"]), dict(meta["summary"])
+    _read_arrays(folder / "probs.npz")
+    return Artifact(meta["number"], folder, config, value, summary)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of probs.npz, with every name present and the shapes agreeing."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for split in SPLITS:
+        probs, labels = arrays.get(f"{split}_probs"), arrays.get(f"{split}_labels")
+        if probs is None or labels is None:
+            raise ValueError(f"probs.npz has no {split} probabilities or labels")
+        if probs.shape != (len(labels), len(CLASSES)) or labels.ndim != 1:
+            shapes = f"{probs.shape}, labels {labels.shape}"
+            raise ValueError(f"probs.npz: {split} probabilities {shapes}")
+    if arrays.get("val_index", np.empty(0)).shape != arrays["val_labels"].shape:
+        raise ValueError("probs.npz: val_index does not match the validation labels")
+    return arrays
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"config.json has no {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{Path(exc.filename).name if exc.filename else 'a file'}: {exc.strerror}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def ranked(artifacts: list[Artifact], goal: str) -> list[Artifact]:
