@@ -108,6 +108,14 @@ def test_bad_requests_are_one_line_and_touch_nothing(
         cli("best", sweep_id, "--storage", journal, "--artifacts", str(empty)),
         "no stored trial artifacts",
     )
+    fresh = tmp_path / "never"
+    for device, fragment in (("cuda:99", "--device cuda:99:"), ("banana", "not a device")):
+        refit = ("--refit", "--device", device, "--out", str(fresh))
+        assert_one_line_error(cli("best", sweep_id, "--storage", journal, *refit), fragment)
+    assert not fresh.exists()  # the device is checked before the export is written
+    assert_one_line_error(
+        cli("best", sweep_id, "--storage", journal, "--device", "cpu"), "add --refit"
+    )
     assert len(artifacts.load_all(artifact_dir(sweep_id, journal))) == 3
 
 

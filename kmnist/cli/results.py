@@ -75,10 +75,16 @@ def best(
     """The best trial of SWEEP_ID (by the sweep metric on validation): show, export, refit."""
     from kmnist.results.best import export, summary_json
 
+    if device and not refit:
+        raise UserError(f"--device {device}: it is the device for --refit; add --refit or drop it")
     info, kept = stored(sweep_id, storage, artifacts_root)
     winner = kept[0]
     if out and out.exists():  # before any slow work: nothing is touched
         raise UserError(f"{out}: already exists; name a new folder (nothing was written)")
+    if refit:
+        from kmnist.agent.device import check as check_device
+
+        device = check_device(device)  # a missing GPU is one line before any export
     if as_json:
         click.echo(summary_json(winner, info.metric))
     else:
