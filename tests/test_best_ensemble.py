@@ -4,7 +4,9 @@ ensembled and refit, through the real CLI and a journal file."""
 from __future__ import annotations
 
 import json
+import resource
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 from engine_util import (
+    CLI,
     CNN_SWEEP,
     KNN_SWEEP,
     cli,
@@ -116,6 +119,29 @@ def test_bad_requests_are_one_line_and_touch_nothing(
     assert_one_line_error(
         cli("best", sweep_id, "--storage", journal, "--device", "cpu"), "add --refit"
     )
+    assert len(artifacts.load_all(artifact_dir(sweep_id, journal))) == 3
+
+
+def test_an_export_that_cannot_be_written_leaves_nothing(
+    finished: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = finished
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    assert_one_line_error(
+        cli("best", sweep_id, "--storage", journal, "--out", str(a_file / "m")),
+        f"cannot write {a_file / 'm'}",
+    )
+    full = tmp_path / "full"
+    proc = subprocess.run(
+        [*CLI, "best", sweep_id, "--storage", journal, "--out", str(full)],
+        capture_output=True,
+        text=True,
+        check=False,  # a disk that fills after 4 kB of any one file: the weights do not fit
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)),
+    )
+    assert_one_line_error(proc, f"cannot write {full}", "File too large")
+    assert not full.exists()  # no half-written export
     assert len(artifacts.load_all(artifact_dir(sweep_id, journal))) == 3
 
 

@@ -49,9 +49,14 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
         )
     try:
         shutil.copytree(artifact.folder, out)
-    except OSError as exc:
+        (out / "README.md").write_text(_readme(artifact, out, sweep_id, metric), encoding="utf-8")
+    except OSError as exc:  # a read-only parent, a full disk: no half-written export is left
         shutil.rmtree(out, ignore_errors=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _readme(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> str:
     config = artifact.config
     args = " ".join(f"--{k}={v}" for k, v in config.items())
     weights = (
@@ -59,7 +64,7 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
         if artifact.weights
         else "A kNN stores no weights: it refits in seconds from the config."
     )
-    text = README.format(
+    return README.format(
         sweep_id=sweep_id,
         number=artifact.number,
         metric=metric,
@@ -70,8 +75,6 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
         folder=out,
         args=args,
     )
-    (out / "README.md").write_text(text, encoding="utf-8")
-    return out
 
 
 def _fmt(value: object) -> str:
