@@ -89,7 +89,7 @@ def open_storage(url: str | None = None) -> BaseStorage:
             return CheckedJournalStorage(JournalFile(path))
         scheme = url.split("://", 1)[0].split("+", 1)[0]
         if scheme == "redis":
-            return JournalStorage(JournalRedisBackend(url))
+            return _redis_journal(url)
         if scheme in RDB_SCHEMES:
             # Heartbeats are "experimental" in Optuna: a warning per command otherwise.
             with warnings.catch_warnings():
@@ -110,6 +110,7 @@ def open_storage(url: str | None = None) -> BaseStorage:
         ValueError,
         optuna.exceptions.StorageInternalError,
         sqlalchemy.exc.SQLAlchemyError,  # the database is down, refuses us, or is not there
+        *REDIS_ERRORS,
     ) as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)  # the driver's own message
         if isinstance(exc, OSError) and exc.errno in NO_SPACE:
@@ -118,6 +119,32 @@ def open_storage(url: str | None = None) -> BaseStorage:
     raise UserError(
         f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."
     )
+
+
+def _redis_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """redis-py's errors, all of them and those of a server out of reach, where it is
+    installed (the `redis://` storage is optional: `pip install redis`)."""
+    if importlib.util.find_spec("redis") is None:
+        return (), ()
+    from redis import exceptions
+
+    return (exceptions.RedisError,), (exceptions.ConnectionError, exceptions.TimeoutError)
+
+
+REDIS_ERRORS, _REDIS_UNREACHABLE = _redis_errors()
+
+
+def _redis_journal(url: str) -> JournalStorage:
+    """Optuna's journal on Redis, checked to answer now: redis-py connects at its first
+    command, so a server that is not there would otherwise fail the first read mid-command."""
+    if not REDIS_ERRORS:
+        raise UserError(f"sweep storage {mask(url)} needs redis-py: `pip install redis`")
+    import redis
+
+    redis.Redis.from_url(url).ping()
+    with warnings.catch_warnings():  # "experimental" in Optuna: no warning a user can act on
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return JournalStorage(JournalRedisBackend(url))
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -136,11 +163,16 @@ def sqlalchemy_url(url: str) -> str:
 
 # What a database storage raises when it stops answering mid-use; Optuna wraps SQLAlchemy's
 # errors in StorageInternalError inside its sessions, after rolling the session back.
-DATABASE_ERRORS = (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+DATABASE_ERRORS = (
+    optuna.exceptions.StorageInternalError,
+    sqlalchemy.exc.SQLAlchemyError,
+    *REDIS_ERRORS,
+)
 _UNREACHABLE = (
     sqlalchemy.exc.OperationalError,  # refused, gone, the connection cut mid-call
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
+    *_REDIS_UNREACHABLE,
 )
 
 
