@@ -78,9 +78,10 @@ def sweep_file(folder: Path, base: dict[str, Any], **changes: Any) -> Path:
     return path
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = 120, **run: Any) -> subprocess.CompletedProcess[str]:
+    """`kmnist-sweep ARGS`, its output captured; `run` goes to subprocess.run (preexec_fn...)."""
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False, **run
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import resource
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,6 @@ import pytest
 import torch
 from conftest import assert_one_line_error
 from engine_util import (
-    CLI,
     CNN_SWEEP,
     KNN_SWEEP,
     cli,
@@ -133,11 +131,9 @@ def test_an_export_that_cannot_be_written_leaves_nothing(
         f"cannot write {a_file / 'm'}",
     )
     full = tmp_path / "full"
-    proc = subprocess.run(
-        [*CLI, "best", sweep_id, "--storage", journal, "--out", str(full)],
-        capture_output=True,
-        text=True,
-        check=False,  # a disk that fills after 4 kB of any one file: the weights do not fit
+    proc = cli(
+        *("best", sweep_id, "--storage", journal, "--out", str(full)),
+        # a disk that fills after 4 kB of any one file: the weights do not fit
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)),
     )
     assert_one_line_error(proc, f"cannot write {full}", "File too large")
