@@ -2,10 +2,10 @@
 
     python docker/lock_requirements.py > docker/requirements.lock      # Python >= 3.11
 
-The closure of pyproject's dependencies, plus what the containers add (PostgreSQL driver,
-optuna-dashboard), resolved against this environment, where they were tested together. torch is
-left out: it comes from the CUDA base image in production, or from the CPU wheel copied into
-the build context in CI; its own dependencies are pinned here.
+The closure of pyproject's dependencies, plus what the containers add (PostgreSQL and Redis
+drivers, optuna-dashboard), resolved against this environment, where they were tested together.
+torch is left out: it comes from the CUDA base image in production, or from the CPU wheel copied
+into the build context in CI; its own dependencies are pinned here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-CONTAINER_EXTRAS = ["psycopg2-binary", "optuna-dashboard"]
+CONTAINER_EXTRAS = ["psycopg2-binary", "redis", "optuna-dashboard"]
 NOT_LOCKED = ("torch", "triton")  # torch: from the base image or the CPU wheel
 NOT_LOCKED_PREFIXES = ("nvidia-",)  # CUDA libraries ship with the CUDA base
 

@@ -225,3 +225,10 @@ def test_healthcheck_main_exit_codes(monkeypatch, tmp_path: Path) -> None:
     assert healthcheck.main() == 0
     monkeypatch.setenv("KMNIST_SWEEP_STORAGE", "postgresql://u@127.0.0.1:1/db")
     assert healthcheck.main() == 1
+
+
+def test_lock_pins_the_drivers_of_every_multi_host_storage() -> None:
+    """An agent image must open each storage URL the CLI accepts: postgresql:// and redis://."""
+    lock = (ROOT / "docker/requirements.lock").read_text(encoding="utf-8").splitlines()
+    pinned = {canonicalize_name(line.split("==")[0]) for line in lock if "==" in line}
+    assert {"psycopg2-binary", "redis"} <= pinned
