@@ -329,8 +329,8 @@ def test_hostile_train_arguments_are_one_line(case: str) -> None:
     assert_one_line_error(run("train", "--model=knn", *extra), fragment)
 
 
-def test_data_info_seed_is_bounded() -> None:
-    assert_one_line_error(run("data", "info", "--seed", "-1"), "--seed")
+def test_data_info_split_seed_is_bounded() -> None:
+    assert_one_line_error(run("data", "info", "--split-seed", "-1"), "--split-seed")
 
 
 def test_data_dir_env_naming_a_file(tmp_path: Path) -> None:

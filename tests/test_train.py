@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,28 @@ def test_zero_affine_is_the_identity() -> None:
     from kmnist.trainer.augment import random_affine
 
     torch.testing.assert_close(random_affine(images, 0.0, 0.0, 0.0, gen), images)
+
+
+def test_elastic_distortion_moves_pixels_no_further_than_its_bound() -> None:
+    from kmnist.trainer.augment import elastic_field, random_affine
+
+    gen = torch.Generator().manual_seed(0)
+    dots = torch.zeros(64, 1, 28, 28)
+    dots[:, :, 14, 14] = 1.0
+    field = elastic_field(dots, 2.0, gen) * 14  # grid units -> pixels (28 / 2)
+    assert field.abs().max() <= 2.0 + 1e-5 and field.abs().max() > 1.0
+    bent = random_affine(dots, 0.0, 0.0, 0.0, gen, elastic=2.0)
+    rows, cols = torch.nonzero(bent[:, 0] > 0, as_tuple=True)[1:]
+    assert ((rows - 14).abs().max() <= 3) and ((cols - 14).abs().max() <= 3)  # 2 + interpolation
+    assert not torch.equal(bent, dots)
+    moved = [not torch.equal(b, dots[0]) for b in bent]
+    assert sum(moved) == len(moved)  # each image gets its own bend
+
+
+def test_seed_leaves_the_validation_split_alone_split_seed_moves_it() -> None:
+    config = {"model": "knn", "k": 1, **SMALL}
+    first = train.run(config, device="cpu").outputs
+    reseeded = train.run({**config, "seed": 5}, device="cpu").outputs
+    resplit = train.run({**config, "split_seed": 5}, device="cpu").outputs
+    assert np.array_equal(first.val_index, reseeded.val_index)
+    assert not np.array_equal(first.val_index, resplit.val_index)

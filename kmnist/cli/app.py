@@ -274,11 +274,17 @@ def verify(data_dir: Path | None) -> None:
 @data.command()
 @DATA_DIR
 @click.option("--val-fraction", default=0.1, show_default=True)
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 4_000_000_000))
-def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
+@click.option(
+    "--split-seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 4_000_000_000),
+    help="the trainer's split_seed",
+)
+def info(data_dir: Path | None, val_fraction: float, split_seed: int) -> None:
     """Where the files are, their sums, and images per class in train/validation/test."""
     dataset = kdata.load(data_dir, download=False)
-    train_idx, val_idx = kdata.stratified_split(dataset.train_labels, val_fraction, seed)
+    train_idx, val_idx = kdata.stratified_split(dataset.train_labels, val_fraction, split_seed)
     splits = {
         "train": dataset.train_labels[train_idx],
         "validation": dataset.train_labels[val_idx],
@@ -286,7 +292,7 @@ def info(data_dir: Path | None, val_fraction: float, seed: int) -> None:
     }
     table = Table(
         title=f"KMNIST in {dataset.folder} ({dataset.format})",
-        caption=f"validation: {val_fraction:.0%} of the training images, seed {seed}",
+        caption=f"validation: {val_fraction:.0%} of the training images, split seed {split_seed}",
     )
     table.add_column("class")
     for split in splits:

@@ -2,7 +2,7 @@
 
 Every choice (which trials, how many, their weights) is made on the validation split; the test
 set is only scored, once per ensemble, to report it beside the best single trial. Members must
-share one validation split (same `seed` and `val_fraction`): trials on another split are left
+share one validation split (same `split_seed` and `val_fraction`): trials on another split are left
 out, since averaging them would score each on images another member trained on.
 """
 

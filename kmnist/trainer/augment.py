@@ -1,5 +1,5 @@
 """Batched augmentation on the device: whole-pixel shifts, random affine (shift, rotation,
-zoom), erasing, and batch mixing (mixup, cutmix) with soft labels.
+zoom) with elastic distortion, erasing, and batch mixing (mixup, cutmix) with soft labels.
 
 One call transforms a whole batch with tensor ops; nothing runs per sample on the host. No
 flips: characters are not mirror-symmetric.
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 
 def is_enabled(config: dict[str, Any]) -> bool:
-    keys = ("aug_shift", "aug_translate", "aug_rotate", "aug_scale", "aug_erasing")
+    keys = ("aug_shift", "aug_translate", "aug_rotate", "aug_scale", "aug_elastic", "aug_erasing")
     return any(config[key] > 0 for key in keys)
 
 
@@ -24,9 +24,14 @@ def augment(images: torch.Tensor, config: dict[str, Any], gen: torch.Generator) 
     """`images` (n, 1, h, w) transformed as `config`'s aug_* knobs ask."""
     if config["aug_shift"]:
         images = random_shift(images, config["aug_shift"], gen)
-    if config["aug_translate"] or config["aug_rotate"] or config["aug_scale"]:
+    if any(config[key] for key in ("aug_translate", "aug_rotate", "aug_scale", "aug_elastic")):
         images = random_affine(
-            images, config["aug_translate"], config["aug_rotate"], config["aug_scale"], gen
+            images,
+            config["aug_translate"],
+            config["aug_rotate"],
+            config["aug_scale"],
+            gen,
+            elastic=config["aug_elastic"],
         )
     if config["aug_erasing"]:
         images = random_erasing(images, config["aug_erasing"], gen)
@@ -39,8 +44,15 @@ def _uniform(n: int, spread: float, gen: torch.Generator, device: torch.device) 
 
 
 def random_affine(
-    images: torch.Tensor, translate: float, rotate: float, scale: float, gen: torch.Generator
+    images: torch.Tensor,
+    translate: float,
+    rotate: float,
+    scale: float,
+    gen: torch.Generator,
+    elastic: float = 0.0,
 ) -> torch.Tensor:
+    """Each image rotated, zoomed and moved by its own draw and, with `elastic` > 0, bent by a
+    smooth random displacement of up to `elastic` pixels: one resampling for all of it."""
     n, device = len(images), images.device
     angle = _uniform(n, math.radians(rotate), gen, device)
     zoom = 1 + _uniform(n, scale, gen, device)
@@ -50,7 +62,23 @@ def random_affine(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     )
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
+    if elastic:
+        grid = grid + elastic_field(images, elastic, gen)
     return F.grid_sample(images, grid, padding_mode="zeros", align_corners=False)
+
+
+def elastic_field(
+    images: torch.Tensor, pixels: float, gen: torch.Generator, knots: int = 4
+) -> torch.Tensor:
+    """A smooth random displacement (n, h, w, 2) in grid units, at most `pixels` pixels: noise on
+    a coarse `knots` x `knots` lattice, interpolated bicubically (Simard et al.'s elastic
+    distortion for handwriting, without the full-size Gaussian blur)."""
+    n, _, h, w = images.shape
+    coarse = torch.rand(n, 2, knots, knots, generator=gen, device=images.device) * 2 - 1
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+    field = field.clamp(-1, 1) * pixels  # bicubic overshoots a little: keep the bound
+    units = torch.tensor([2 / w, 2 / h], device=images.device)  # pixels -> grid units, (x, y)
+    return (field.permute(0, 2, 3, 1) * units).to(images.dtype)
 
 
 def random_erasing(

@@ -69,9 +69,18 @@ PARAMS: dict[str, Param] = dict(
             "seed",
             int,
             0,
-            "seed for the split, initialisation, shuffling and augmentation",
+            "seed for initialisation, shuffling and augmentation (not the split: split_seed)",
             low=0,
             high=4_000_000_000,  # numpy's seeds are >= 0, torch's < 2^64; %g prints 4e9 exactly
+        ),
+        _p(
+            "split_seed",
+            int,
+            0,
+            "seed of the validation split and the train_size subset: trials that share it can "
+            "be compared on validation and ensembled",
+            low=0,
+            high=4_000_000_000,
         ),
         _p(
             "val_fraction",
@@ -262,6 +271,15 @@ PARAMS: dict[str, Param] = dict(
             models=NETWORKS,
             low=0,
             high=0.5,
+        ),
+        _p(
+            "aug_elastic",
+            float,
+            0.0,
+            "elastic distortion: a smooth random bend of up to this many pixels (0 = off)",
+            models=NETWORKS,
+            low=0,
+            high=6,
         ),
         _p(
             "aug_erasing",

@@ -105,10 +105,11 @@ def make_splits(
         train_idx, val_idx = np.arange(len(data.train_labels)), np.arange(0)
     else:
         labels = data.train_labels
-        train_idx, val_idx = kdata.stratified_split(labels, cfg["val_fraction"], cfg["seed"])
-    train_idx = train_idx[
-        kdata.stratified_subset(data.train_labels[train_idx], cfg["train_size"], cfg["seed"])
-    ]
+        train_idx, val_idx = kdata.stratified_split(labels, cfg["val_fraction"], cfg["split_seed"])
+    subset = kdata.stratified_subset(
+        data.train_labels[train_idx], cfg["train_size"], cfg["split_seed"]
+    )
+    train_idx = train_idx[subset]
     images, labels, test_x, test_y = _on_device(data, str(device))
     pick = lambda idx: torch.from_numpy(idx).to(device)  # noqa: E731
     return Splits(
