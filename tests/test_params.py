@@ -174,6 +174,7 @@ def test_bad_choice_lists_choices(key: str, value: str, choices: str) -> None:
         ("lr", -1e-3, "[0, inf]"),
         ("aug_rotate", 180.5, "[0, 180]"),
         ("aug_elastic", 6.5, "[0, 6]"),
+        ("aug_stroke", 1.5, "[0, 1]"),
     ],
 )
 def test_out_of_range_says_the_range(key: str, value: object, range_text: str) -> None:

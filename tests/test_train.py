@@ -167,3 +167,18 @@ def test_seed_leaves_the_validation_split_alone_split_seed_moves_it() -> None:
     resplit = train.run({**config, "split_seed": 5}, device="cpu").outputs
     assert np.array_equal(first.val_index, reseeded.val_index)
     assert not np.array_equal(first.val_index, resplit.val_index)
+
+
+def test_stroke_augmentation_thins_or_thickens_each_picked_image() -> None:
+    from kmnist.trainer.augment import random_stroke
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 8:20, 12:16] = 1.0  # a 4-pixel-wide stroke
+    torch.testing.assert_close(random_stroke(images, 0.0, gen), images)
+    out = random_stroke(images, 1.0, gen)
+    assert out.min() >= 0 and out.max() <= 1
+    ink = out.sum((1, 2, 3)) - images.sum((1, 2, 3))
+    assert (ink != 0).all()  # every image picked, each changed
+    assert (ink < 0).any() and (ink > 0).any()  # some thinned, some thickened
+    assert (out[:, :, 10:18, 13:15] == 1).all()  # the stroke's core survives a one-pixel thinning

@@ -282,6 +282,15 @@ PARAMS: dict[str, Param] = dict(
             high=6,
         ),
         _p(
+            "aug_stroke",
+            float,
+            0.0,
+            "probability of thinning or thickening an image's strokes (by up to one pixel)",
+            models=NETWORKS,
+            low=0,
+            high=1,
+        ),
+        _p(
             "aug_erasing",
             float,
             0.0,
