@@ -305,6 +305,16 @@ CASES = [
         "4: parameters.optimizer: the trainer takes 'optimizer' as a value, and here it is a group",
     ),
     (
+        "trainer-group-underscore",
+        OK + "parameters:\n  _optim:\n    parameters:\n      lr: {value: 0.1}\n",
+        "4: parameters._optim: the trainer leaves out names that start with '_', so group",
+    ),
+    (
+        "trainer-leaf-underscore",
+        OK + "parameters:\n  _lr: {value: 0.1}\n",
+        "4: parameters._lr: unknown parameter '_lr'",
+    ),
+    (
         "trainer-group-twice",
         OK + "parameters:\n  lr: {value: 0.1}\n  optim:\n    parameters:\n      lr: {value: 0.2}\n",
         "7: parameters.optim.parameters.lr: 'lr' is given twice, once inside a group",

@@ -103,7 +103,8 @@ def check_group_words(report: Report, words: list[Any], parameters: dict[str, Pa
 
 
 def check_groups(report: Report, parameters: dict[str, Param], prefix: Path_ = ()) -> None:
-    """A group named like a trainer parameter would reach the trainer as that parameter."""
+    """A group named like a trainer parameter would reach the trainer as that parameter; one
+    named with a leading `_` would not reach it at all."""
     for name, param in parameters.items():
         if not isinstance(param, Nested):
             continue
@@ -113,6 +114,12 @@ def check_groups(report: Report, parameters: dict[str, Param], prefix: Path_ = (
                 path,
                 f"the trainer takes '{name}' as a value, and here it is a group: "
                 "name the group otherwise",
+            )
+        elif str(name).startswith("_"):  # W&B's own keys (`_wandb`, ...): the trainer drops them
+            report.add(
+                path,
+                f"the trainer leaves out names that start with '_', so group '{name}' and every "
+                "parameter in it would be ignored: name the group without the '_'",
             )
         check_groups(report, param.parameters, (*prefix, name))
 
