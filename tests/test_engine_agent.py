@@ -176,6 +176,10 @@ def test_pause_resume_and_stop(journal: str, kmnist_dir: Path, tmp_path: Path) -
     assert code == 0, err
     assert "run_cap 2 reached" in last_line(err)
     assert [t.state for t in stored_trials(journal, paused_id)] == [TrialState.COMPLETE] * 2
+    # a sweep that ran out of trials shows as finished, as W&B shows it; a stopped one stays so
+    assert "state finished" in cli("status", paused_id, "--storage", journal).stdout
+    listed = cli("ls", "--storage", journal).stdout
+    assert "finished" in listed and "stopped" in listed
 
 
 def test_unknown_sweep_and_invalid_file_are_one_line_exit_2(journal: str, tmp_path: Path) -> None:
@@ -199,6 +203,7 @@ def test_target_reached_ends_every_agent(journal: str, kmnist_dir: Path, tmp_pat
     done = [t for t in stored_trials(journal, sweep_id) if t.state == TrialState.COMPLETE]
     assert 1 <= len(done) <= 2  # at most the trials already running when it was met
     assert max(t.value for t in done) >= 0.5
+    assert "state finished" in cli("status", sweep_id, "--storage", journal).stdout
 
 
 @pytest.mark.slow

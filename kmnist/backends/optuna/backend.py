@@ -261,7 +261,7 @@ class OptunaSweep:
         trials = self.study.get_trials(deepcopy=False)
         scored = [_objective(t) for t in trials if t.state in _SCORED]
         if any(v is not None and self.plan.target_reached(v) for v in scored):
-            raise SweepDone(f"target {self.spec.metric.name} = {self.plan.target} reached")
+            raise self._finished(f"target {self.spec.metric.name} = {self.plan.target} reached")
         if self.plan.run_cap is not None and _counted(trials) >= self.plan.run_cap:
             raise self._done(f"run_cap {self.plan.run_cap} reached")
         waiting = any(t.state == TrialState.WAITING for t in trials)
@@ -278,6 +278,12 @@ class OptunaSweep:
         running = len(self._running())
         if running:
             return SweepDraining(f"{why}; {running} trial(s) still running elsewhere")
+        return self._finished(why)
+
+    def _finished(self, why: str) -> SweepDone:
+        """The sweep ran out of trials: recorded as "finished", the state W&B shows for it."""
+        if self.study.user_attrs.get("state", "running") == "running":
+            self.study.set_user_attr("state", "finished")
         return SweepDone(why)
 
     def _over_cap(self, number: int) -> bool:
