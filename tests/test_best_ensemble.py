@@ -150,21 +150,31 @@ def test_damaged_artifacts_are_named_and_left_out(
     shutil.copytree(artifact_dir(sweep_id, journal), copy)
     winner = json.loads(cli("best", sweep_id, "--storage", journal, "--json").stdout)["trial"]
     (copy / artifacts.folder_name(winner) / "weights.pt").unlink()
+    export = ("best", sweep_id, "--storage", journal)
     assert_one_line_error(
-        cli(
-            "best",
-            sweep_id,
-            "--storage",
-            journal,
-            "--artifacts",
-            str(root),
-            "--out",
-            str(tmp_path / "m"),
-        ),
+        cli(*export, "--artifacts", str(root), "--out", str(tmp_path / "m")),
         "weights.pt is missing",
         f"trial {winner}",
     )
     assert not (tmp_path / "m").exists()
+    weights = artifact_dir(sweep_id, journal) / artifacts.folder_name(winner) / "weights.pt"
+    state = torch.load(weights, weights_only=True)
+    state[next(iter(state))] = torch.zeros(3)  # a tensor of another shape
+    torch.save(state, misfit := tmp_path / "misfit.pt")
+    damages = {
+        "cut short": weights.read_bytes()[:1000],
+        "not a PyTorch state dict": b"overwritten",
+        "do not fit": misfit.read_bytes(),
+    }
+    for why, damage in damages.items():
+        (copy / artifacts.folder_name(winner) / "weights.pt").write_bytes(damage)
+        assert_one_line_error(
+            cli(*export, "--artifacts", str(root), "--out", str(tmp_path / "m")),
+            "weights.pt: damaged",
+            why,
+            f"trial {winner}",
+        )
+        assert not (tmp_path / "m").exists()
     npz = copy / artifacts.folder_name(winner) / "probs.npz"
     npz.write_bytes(npz.read_bytes()[:100])
     done = cli("ensemble", sweep_id, "--storage", journal, "--artifacts", str(root), "--json")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
 from kmnist.errors import UserError
-from kmnist.trainer.artifacts import Artifact
+from kmnist.trainer.artifacts import Artifact, load_model
 
 README = """# {sweep_id}: trial {number}
 
@@ -47,6 +48,8 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
             f"{artifact.folder}: weights.pt is missing, so trial {artifact.number} cannot be "
             "exported (nothing was written); `--refit` retrains its config"
         )
+    if artifact.weights is not None:
+        _check_weights(artifact)
     try:
         shutil.copytree(artifact.folder, out)
         (out / "README.md").write_text(_readme(artifact, out, sweep_id, metric), encoding="utf-8")
@@ -54,6 +57,22 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
+
+
+def _check_weights(artifact: Artifact) -> None:
+    """The weights load into the network of the trial's config: an export is a model that loads."""
+    try:
+        load_model(artifact.folder)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        # torch's own messages run to paragraphs, and one suggests weights_only=False
+        if str(exc).startswith("Error(s) in loading state_dict"):
+            reason = "its tensors do not fit config.json's network"
+        else:
+            reason = "cut short, or not a PyTorch state dict"
+        raise UserError(
+            f"{artifact.weights}: damaged ({reason}), so trial {artifact.number} cannot be "
+            "exported (nothing was written); `--refit` retrains its config"
+        ) from None
 
 
 def _readme(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> str:
