@@ -52,6 +52,7 @@ def check(report: Report, data: dict[Any, Any], parameters: dict[str, Param]) ->
             )
         inside[name] = inside.get(name, False) or grouped
         check_parameter(report, path, name, param)
+    check_mixing(report, parameters)
 
 
 def check_command(report: Report, words: list[Any]) -> dict[str, str]:
@@ -182,3 +183,40 @@ def check_bounds(report: Report, path: Path_, knob: Knob, param: Param) -> None:
             f"{param.distribution} reaches [{low:g}, {high:g}] but '{knob.name}' takes "
             f"{knob.range_text().removeprefix(' in ')}",
         )
+
+
+MIXING = ("mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob")
+
+
+def check_mixing(report: Report, parameters: dict[str, Param]) -> None:
+    """The trainer refuses a trial with both mixup and cutmix on whose two batch shares sum
+    above 1 (a batch gets at most one): a sweep that can draw one would lose those trials."""
+    found = {leaf[-1]: (leaf, param) for leaf, param in leaves(parameters) if leaf[-1] in MIXING}
+    top = {name: _largest(found[name][1], PARAMS[name]) if name in found else PARAMS[name].default
+           for name in MIXING}  # fmt: skip
+    if None in top.values() or not (top["mixup_alpha"] > 0 and top["cutmix_alpha"] > 0):
+        return
+    total = top["mixup_prob"] + top["cutmix_prob"]
+    if total > 1 + 1e-9:
+        named = [found[n][0] for n in ("cutmix_prob", "mixup_prob") if n in found]
+        path = ("parameters", *parameter_path(named[0])) if named else ("parameters",)
+        unset = [f"{n} unset: {PARAMS[n].default:g}" for n in MIXING[2:] if n not in found]
+        defaults = f" ({', '.join(unset)})" if unset else ""
+        report.add(
+            path,
+            f"mixup_prob + cutmix_prob can reach {total:g}{defaults} with both mixup_alpha and "
+            "cutmix_alpha on, and the trainer refuses such trials: "
+            "each batch gets at most one of them, so keep the two shares' sum at most 1",
+        )
+
+
+def _largest(param: Param, knob: Knob) -> float | None:
+    """The largest number `param` can hand the trainer (null: the knob's default); None if
+    it is not a number (a problem reported elsewhere)."""
+    if isinstance(param, Constant | Categorical):
+        values = [param.value] if isinstance(param, Constant) else list(param.values)
+        values = [knob.default if v is None else v for v in values]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        return max(numbers) if len(numbers) == len(values) else None
+    bounds = distributions.support(param)
+    return bounds[1] if bounds else None
