@@ -315,6 +315,16 @@ CASES = [
         "4: parameters._lr: unknown parameter '_lr'",
     ),
     (
+        "trainer-knob-of-another-model",
+        OK + "parameters:\n  model: {value: knn}\n  width: {values: [16, 32]}\n",
+        "5: parameters.width: 'width' is read by deep_cnn, resnet only, and this sweep's model is",
+    ),
+    (
+        "trainer-knob-of-the-default-model",  # no model given: the trainer's default, cnn
+        OK + "parameters:\n  k: {min: 1, max: 9}\n",
+        "4: parameters.k: 'k' is read by knn only, and this sweep's model is cnn",
+    ),
+    (
         "trainer-mixup-and-cutmix-at-1",
         OK + "parameters:\n  mixup_alpha: {value: 0.2}\n  mixup_prob: {value: 1.0}\n"
         "  cutmix_alpha: {value: 1.0}\n  cutmix_prob: {value: 1.0}\n",
@@ -377,6 +387,13 @@ def test_bad_file_gets_one_line(text: str, expected: str) -> None:
     line = problems[0].render("f.yaml")
     assert line.startswith(f"f.yaml:{expected}"), line
     assert "\n" not in line
+
+
+def test_a_knob_one_of_the_sweeps_models_reads_is_fine() -> None:
+    models = "parameters:\n  model: {values: [knn, resnet]}\n"
+    text = OK + models + "  width: {value: 16}\n  k: {value: 3}\n"
+    spec, problems = check_source(parse(text))
+    assert spec is not None and problems == []
 
 
 def test_at_least_forty_cases() -> None:

@@ -52,6 +52,7 @@ def check(report: Report, data: dict[Any, Any], parameters: dict[str, Param]) ->
             )
         inside[name] = inside.get(name, False) or grouped
         check_parameter(report, path, name, param)
+    check_read(report, parameters)
     check_mixing(report, parameters)
 
 
@@ -183,6 +184,33 @@ def check_bounds(report: Report, path: Path_, knob: Knob, param: Param) -> None:
             f"{param.distribution} reaches [{low:g}, {high:g}] but '{knob.name}' takes "
             f"{knob.range_text().removeprefix(' in ')}",
         )
+
+
+def check_read(report: Report, parameters: dict[str, Param]) -> None:
+    """A parameter that none of the sweep's models reads would be searched (or set) for nothing:
+    the trainer ignores another model's knobs, so a sweep over several models can share a file."""
+    models = _models(parameters)
+    if not models:
+        return
+    for leaf, _ in leaves(parameters):
+        knob = PARAMS.get(leaf[-1])
+        if knob is not None and not set(models) & set(knob.models):
+            report.add(
+                ("parameters", *parameter_path(leaf)),
+                f"'{knob.name}' is read by {', '.join(knob.models)} only, and this sweep's model "
+                f"is {' or '.join(models)}: it would be ignored; remove it, or add such a model",
+            )
+
+
+def _models(parameters: dict[str, Param]) -> list[str]:
+    """The models the sweep can draw (the trainer's default when unset); [] if unreadable."""
+    found = [param for leaf, param in leaves(parameters) if leaf[-1] == "model"]
+    if not found:
+        return [PARAMS["model"].default]
+    if len(found) > 1 or not isinstance(found[0], Constant | Categorical):
+        return []  # given twice or not a list of names: reported elsewhere
+    values = [found[0].value] if isinstance(found[0], Constant) else list(found[0].values)
+    return [v for v in values if v in PARAMS["model"].choices]
 
 
 MIXING = ("mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob")
