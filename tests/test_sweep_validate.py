@@ -328,18 +328,21 @@ CASES = [
         "trainer-mixup-and-cutmix-at-1",
         OK + "parameters:\n  mixup_alpha: {value: 0.2}\n  mixup_prob: {value: 1.0}\n"
         "  cutmix_alpha: {value: 1.0}\n  cutmix_prob: {value: 1.0}\n",
-        "7: parameters.cutmix_prob: mixup_prob + cutmix_prob can reach 2 with both",
+        "7: parameters.cutmix_prob: the trainer refuses trials this sweep can draw: "
+        "mixup_prob + cutmix_prob is 2 with both",
     ),
     (
         "trainer-mixup-and-cutmix-shares-searched",
         OK + "parameters:\n  mixup_alpha: {values: [0, 0.4]}\n  cutmix_alpha: {min: 0.0, "
         "max: 1.0}\n  mixup_prob: {min: 0.2, max: 0.6}\n  cutmix_prob: {values: [0.3, 0.5]}\n",
-        "7: parameters.cutmix_prob: mixup_prob + cutmix_prob can reach 1.1 with both",
+        "7: parameters.cutmix_prob: the trainer refuses trials this sweep can draw: "
+        "mixup_prob + cutmix_prob is 1.1 with both",
     ),
     (
         "trainer-mixup-and-cutmix-shares-unset",
         OK + "parameters:\n  mixup_alpha: {value: 0.2}\n  cutmix_alpha: {value: 1.0}\n",
-        "3: parameters: mixup_prob + cutmix_prob can reach 2 (mixup_prob unset: 1, cutmix_prob",
+        "3: parameters: the trainer refuses trials this sweep can draw (mixup_prob unset: 1, "
+        "cutmix_prob unset: 1): mixup_prob + cutmix_prob is 2",
     ),
     (
         "trainer-group-twice",

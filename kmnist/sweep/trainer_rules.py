@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from kmnist.sweep import distributions
+from kmnist.sweep import distributions, grid
 from kmnist.sweep.command import entry_words, literal_parameters
 from kmnist.sweep.source import Path_, Report
 from kmnist.sweep.spec import Categorical, Constant, Nested, Param, leaves, parameter_path
 from kmnist.sweep.text import hint
-from kmnist.trainer import metrics
+from kmnist.trainer import metrics, params
 from kmnist.trainer.params import PARAMS, ConfigError, coerce, unknown_key_message
 from kmnist.trainer.params import Param as Knob
 
@@ -209,41 +209,35 @@ def _models(parameters: dict[str, Param]) -> list[str]:
         return [PARAMS["model"].default]
     if len(found) > 1 or not isinstance(found[0], Constant | Categorical):
         return []  # given twice or not a list of names: reported elsewhere
-    values = [found[0].value] if isinstance(found[0], Constant) else list(found[0].values)
-    return [v for v in values if v in PARAMS["model"].choices]
+    return [v for v in grid.values(found[0]) if v in PARAMS["model"].choices]
 
 
 MIXING = ("mixup_alpha", "cutmix_alpha", "mixup_prob", "cutmix_prob")
 
 
 def check_mixing(report: Report, parameters: dict[str, Param]) -> None:
-    """The trainer refuses a trial with both mixup and cutmix on whose two batch shares sum
-    above 1 (a batch gets at most one): a sweep that can draw one would lose those trials."""
+    """The trainer's rule for mixup with cutmix, applied to the largest values the sweep can
+    draw: a sweep that can draw a trial the trainer refuses would lose that trial."""
     found = {leaf[-1]: (leaf, param) for leaf, param in leaves(parameters) if leaf[-1] in MIXING}
-    top = {name: _largest(found[name][1], PARAMS[name]) if name in found else PARAMS[name].default
-           for name in MIXING}  # fmt: skip
-    if None in top.values() or not (top["mixup_alpha"] > 0 and top["cutmix_alpha"] > 0):
-        return
-    total = top["mixup_prob"] + top["cutmix_prob"]
-    if total > 1 + 1e-9:
+    largest = {name: _largest(found[name][1], PARAMS[name]) if name in found else
+               PARAMS[name].default for name in MIXING}  # fmt: skip
+    if None in largest.values():
+        return  # a value that is not a number: reported elsewhere
+    try:
+        params.check_mixing(largest)
+    except ConfigError as exc:
         named = [found[n][0] for n in ("cutmix_prob", "mixup_prob") if n in found]
         path = ("parameters", *parameter_path(named[0])) if named else ("parameters",)
         unset = [f"{n} unset: {PARAMS[n].default:g}" for n in MIXING[2:] if n not in found]
         defaults = f" ({', '.join(unset)})" if unset else ""
-        report.add(
-            path,
-            f"mixup_prob + cutmix_prob can reach {total:g}{defaults} with both mixup_alpha and "
-            "cutmix_alpha on, and the trainer refuses such trials: "
-            "each batch gets at most one of them, so keep the two shares' sum at most 1",
-        )
+        report.add(path, f"the trainer refuses trials this sweep can draw{defaults}: {exc}")
 
 
 def _largest(param: Param, knob: Knob) -> float | None:
     """The largest number `param` can hand the trainer (null: the knob's default); None if
     it is not a number (a problem reported elsewhere)."""
     if isinstance(param, Constant | Categorical):
-        values = [param.value] if isinstance(param, Constant) else list(param.values)
-        values = [knob.default if v is None else v for v in values]
+        values = [knob.default if v is None else v for v in grid.values(param)]
         numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         return max(numbers) if len(numbers) == len(values) else None
     bounds = distributions.support(param)

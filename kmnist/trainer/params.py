@@ -371,11 +371,11 @@ def resolve(raw: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(unknown_key_message(key))
         if value is not None and value != "None":
             config[key] = coerce(PARAMS[key], value)
-    _check_mixing(config)
+    check_mixing(config)
     return config
 
 
-def _check_mixing(config: Mapping[str, Any]) -> None:
+def check_mixing(config: Mapping[str, Any]) -> None:
     """A batch gets at most one of mixup and cutmix, so their shares cannot exceed 1 together."""
     if not (config["mixup_alpha"] > 0 and config["cutmix_alpha"] > 0):
         return
