@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from kmnist import healthcheck
 
@@ -88,25 +86,6 @@ def test_dockerignore_keeps_secrets_caches_and_data_out() -> None:
         assert needed in patterns
     let_in = [p[1:] for p in patterns if p.startswith("!")]
     assert set(let_in) >= {"kmnist/", "pyproject.toml", "docker/requirements.lock"}
-
-
-def test_lock_pins_every_runtime_dependency_in_range() -> None:
-    pins = {}
-    for line in (ROOT / "docker/requirements.lock").read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split("==")
-            pins[canonicalize_name(name)] = version
-    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    for text in project["dependencies"]:
-        req = Requirement(text)
-        name = canonicalize_name(req.name)
-        if name == "torch":  # from the CUDA base image, or the CPU wheel in CI
-            assert name not in pins
-            continue
-        assert name in pins, f"{name} missing: run docker/lock_requirements.py"
-        assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
-    assert not any(n.startswith("nvidia-") for n in pins)
 
 
 def test_executables_keep_their_mode() -> None:
@@ -225,10 +204,3 @@ def test_healthcheck_main_exit_codes(monkeypatch, tmp_path: Path) -> None:
     assert healthcheck.main() == 0
     monkeypatch.setenv("KMNIST_SWEEP_STORAGE", "postgresql://u@127.0.0.1:1/db")
     assert healthcheck.main() == 1
-
-
-def test_lock_pins_the_drivers_of_every_multi_host_storage() -> None:
-    """An agent image must open each storage URL the CLI accepts: postgresql:// and redis://."""
-    lock = (ROOT / "docker/requirements.lock").read_text(encoding="utf-8").splitlines()
-    pinned = {canonicalize_name(line.split("==")[0]) for line in lock if "==" in line}
-    assert {"psycopg2-binary", "redis"} <= pinned

@@ -23,9 +23,9 @@ RECHECK = "re-check each use in kmnist/backends/optuna/private.py, then update O
 
 
 def locked_version() -> str:
-    lock = (ROOT / "docker" / "requirements.lock").read_text(encoding="utf-8")
+    lock = (ROOT / "requirements.lock").read_text(encoding="utf-8")
     found = re.search(r"^optuna==(\S+)$", lock, re.MULTILINE)
-    assert found, "docker/requirements.lock pins no optuna"
+    assert found, "requirements.lock pins no optuna"
     return found.group(1)
 
 
