@@ -11,6 +11,7 @@ them). A hostile file is one problem, found in milliseconds and a few MB of memo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -26,6 +27,7 @@ MAX_DEPTH = 64  # mappings and lists inside each other (16 nested parameter grou
 MAX_NODES = 10_000  # keys, values and items, each alias counted as the nodes it stands for
 INT_LIMIT = 2**63  # integers lie in [-2^63, 2^63)
 _INT_TEXT = 80  # longer integer literals are refused before Python converts them
+_RECHECK_CHARS = 64 * 1024  # the pure-Python parser reads this much in about 0.1 s
 
 Path_ = tuple[str, ...]  # a key path such as ("parameters", "lr", "min"); list items as "[0]"
 
@@ -148,7 +150,27 @@ def _check_bounds(text: str) -> None:
     node is built: a "billion laughs" stops at the alias that takes it over MAX_NODES, deep
     nesting at level MAX_DEPTH + 1 (libyaml slows down quadratically with flow depth).
     """
-    loader = _Loader(text)
+    try:
+        _scan_bounds(text, _Loader)
+    except yaml.YAMLError as exc:
+        # libyaml reads flow collections far ahead of the events it hands out, and may refuse
+        # first (PyYAML 6.0.4's libyaml stops at 1,000 levels): the pure-Python parser hands
+        # out events as it reads, so re-reading the part libyaml got through lets our bound
+        # speak, naming our limit. A file within every bound keeps libyaml's own problem.
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None and mark.index <= _RECHECK_CHARS:
+            _scan_bounds_quietly(text[: mark.index + 1])
+        raise
+
+
+def _scan_bounds_quietly(text: str) -> None:
+    """_scan_bounds by the pure-Python parser: a bound crossed raises, a syntax error does not."""
+    with contextlib.suppress(yaml.YAMLError):
+        _scan_bounds(text, yaml.SafeLoader)
+
+
+def _scan_bounds(text: str, loader_class: type) -> None:
+    loader = loader_class(text)
     open_nodes: list[list[Any]] = []  # [anchor, nodes so far] per collection being read
     sizes: dict[str, int] = {}  # anchor -> nodes it stands for
     total = 0
