@@ -5,10 +5,12 @@ sweep's target, and `kmnist-sweep run`. Real processes, real KMNIST, a journal f
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import assert_one_line_error
@@ -27,6 +29,9 @@ from engine_util import (
     wait_for,
 )
 from optuna.trial import TrialState
+
+from kmnist.agent.loop import Agent
+from kmnist.backends import Sweep, Ticket, open_sweep
 
 
 @pytest.fixture
@@ -122,6 +127,46 @@ def test_second_ctrl_c_exits_at_once_and_queues_the_trial_again(
         "agent interrupted",
     )
     assert len(dead.intermediate_values) < 40
+    assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
+
+
+class _CtrlCTwice:
+    """The real sweep, with two SIGINTs sent to this process at one chosen moment (in-process,
+    so the moment is exact: a second Ctrl-C must queue the trial again wherever it lands)."""
+
+    def __init__(self, sweep: Sweep, moment: str) -> None:
+        self.sweep, self.moment = sweep, moment
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sweep, name)
+
+    def _ctrl_c_twice(self, moment: str) -> None:
+        if moment == self.moment:
+            self.moment = ""
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def next_trial(self) -> Ticket:
+        ticket = self.sweep.next_trial()  # the trial is stored as running from here on
+        self._ctrl_c_twice("handing out")
+        return ticket
+
+    def report(self, ticket: Ticket, epoch: int, metrics: Any) -> bool:
+        self._ctrl_c_twice("reporting an epoch")
+        return self.sweep.report(ticket, epoch, metrics)
+
+
+@pytest.mark.parametrize("moment", ["handing out", "reporting an epoch"])
+def test_second_ctrl_c_queues_the_trial_again_wherever_it_lands(
+    journal: str, kmnist_dir: Path, tmp_path: Path, moment: str
+) -> None:
+    path = sweep_file(tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None)
+    sweep_id = create(path, journal)
+    agent = Agent(_CtrlCTwice(open_sweep(sweep_id, journal), moment), device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        agent.run()
+    dead, retry = stored_trials(journal, sweep_id)
+    assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent interrupted")
     assert retry.state == TrialState.WAITING and retry.system_attrs["failed_trial"] == 0
 
 

@@ -13,12 +13,14 @@ after `max_memory_failures` out-of-memory trials in a row. A storage that fails 
 (one line, exit 1) and the sweep leaves the trial to its crash detection, which runs it again.
 
 Stopping: SIGTERM, SIGHUP (a closed terminal) or Ctrl-C end the running trial at its next
-epoch, record it as interrupted (queued to run again), and exit 0; a second Ctrl-C exits at once
-(other agents then find the trial's owner dead and re-queue it). When no trial is left to start
-but some still run elsewhere, the agent waits (unless `wait` is off: `--no-wait`, `--count`):
-should one of their agents die, its trial comes back, and this agent runs it. A trial the sweep
-took back while this agent was stopped (SIGSTOP, a paused VM) is dropped with one line, and the
-agent goes on. However the loop ends, the sweep is closed.
+epoch, record it as interrupted (queued to run again), and exit 0; a second Ctrl-C exits at once,
+the trial still recorded as interrupted and queued again. It interrupts only the training
+(data loading included); one that lands in a storage call (handing out the trial, an epoch's
+report) takes effect when that call returns, so no trial is left running with no agent.
+When no trial is left to start but some still run elsewhere, the agent waits (unless `wait` is
+off: `--no-wait`, `--count`): should one of their agents die, its trial comes back, and this
+agent runs it. A trial the sweep took back while this agent was stopped (SIGSTOP, a paused VM)
+is dropped with one line, and the agent goes on. However the loop ends, the sweep is closed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +88,8 @@ class _TrialReporter:
         self.agent, self.ticket = agent, ticket
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
-        prune = self.agent.sweep.report(self.ticket, epoch, metrics)
+        with self.agent.interrupts(allowed=False):
+            prune = self.agent.sweep.report(self.ticket, epoch, metrics)
         return prune or self.agent.stopping
 
 
@@ -114,12 +117,16 @@ class Agent:
         self.say = say  # lines shown even with --quiet: why a trial was dropped, waiting
         self.stopping = False
         self.stopped_by: int | None = None  # the signal that is ending the agent
+        self.hurry = False  # a second Ctrl-C: end the running trial now, not at its next epoch
+        self._interruptible = False  # may a second Ctrl-C raise KeyboardInterrupt right now?
 
     def run(self) -> AgentSummary:
         summary = AgentSummary()
         previous = self._install_signal_handlers()
         try:
             self._loop(summary)
+            if self.hurry:  # a second Ctrl-C outside training: the trial is recorded, now exit
+                raise KeyboardInterrupt
         finally:
             _restore_signal_handlers(previous)
             self.sweep.close()
@@ -194,6 +201,8 @@ class Agent:
         """Train and record one trial; its result (status "lost": dropped here)."""
         if ticket.refused:  # the engine knows it cannot run: recorded, never trained
             result = TrialResult("failed", reason=ticket.refused)
+        elif self.stopping:  # stopped while the trial was handed out: give it back untrained
+            result = TrialResult("interrupted", reason="agent interrupted")
         else:
             result = self._train(ticket)
         if result.status == "failed" and result.device_fault:
@@ -213,8 +222,11 @@ class Agent:
 
     def _train(self, ticket: Ticket) -> TrialResult:
         try:
-            self.data = self.data or kdata.load()
-            return train.run(ticket.config, _TrialReporter(self, ticket), self.device, self.data)
+            with self.interrupts(allowed=True):
+                self.data = self.data or kdata.load()
+                return train.run(
+                    ticket.config, _TrialReporter(self, ticket), self.device, self.data
+                )
         except KeyboardInterrupt:
             self.sweep.finish(ticket, "interrupted", {}, [], "agent interrupted")
             raise
@@ -233,10 +245,29 @@ class Agent:
                 return faulted(kind, self.device, exc)
             return TrialResult("failed", reason=mask(f"{type(exc).__name__}: {exc}"))
 
+    @contextlib.contextmanager
+    def interrupts(self, allowed: bool) -> Iterator[None]:
+        """Within, a second Ctrl-C raises KeyboardInterrupt at once (allowed) or is held until
+        the enclosing region that allows it resumes (a storage call must not be cut in two)."""
+        outer, self._interruptible = self._interruptible, allowed
+        try:
+            self._raise_if_hurried()
+            yield
+        finally:
+            self._interruptible = outer
+        self._raise_if_hurried()
+
+    def _raise_if_hurried(self) -> None:
+        if self.hurry and self._interruptible:
+            self._interruptible = False  # once: recording the interruption is not cut short
+            raise KeyboardInterrupt
+
     def _install_signal_handlers(self) -> dict[int, Any]:
         def handle(signum: int, frame: Any) -> None:
             if self.stopping and signum == signal.SIGINT:
-                raise KeyboardInterrupt  # second Ctrl-C: now
+                self.hurry = True  # second Ctrl-C: now, or as soon as a storage call returns
+                self._raise_if_hurried()
+                return
             self.stopping = True
             self.stopped_by = self.stopped_by or signum
 
