@@ -227,6 +227,33 @@ def test_pause_resume_and_stop(journal: str, kmnist_dir: Path, tmp_path: Path) -
     assert "finished" in listed and "stopped" in listed
 
 
+def test_the_last_trial_of_run_cap_finishes_the_sweep_without_another_ask(
+    journal: str, kmnist_dir: Path, tmp_path: Path
+) -> None:
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=1), journal)
+    ((code, err),) = finish_all(start_agents(sweep_id, journal, 1, "--count", "1"), timeout=60)
+    assert code == 0 and "ran --count 1" in last_line(err), err
+    assert "state finished" in cli("status", sweep_id, "--storage", journal).stdout
+    (row,) = [
+        line for line in cli("ls", "--storage", journal).stdout.splitlines() if sweep_id in line
+    ]
+    assert "finished" in row and "running" not in row
+
+
+def test_status_best_is_a_completed_trial_as_best_takes_it(
+    journal: str, kmnist_dir: Path, tmp_path: Path
+) -> None:
+    """An interrupted trial leaves a value behind: neither status nor best calls it the best."""
+    sweep_id = create(sweep_file(tmp_path, CNN_SWEEP, run_cap=1, early_terminate=None), journal)
+    sweep = open_sweep(sweep_id, journal)
+    ticket = sweep.next_trial()
+    history = [{"epoch": 1, "val/accuracy": 0.9}]
+    sweep.finish(ticket, "interrupted", {"val/accuracy": 0.9}, history, "agent interrupted")
+    status = cli("status", sweep_id, "--storage", journal)
+    assert "0.9" not in status.stdout, status.stdout
+    assert_one_line_error(cli("best", sweep_id, "--storage", journal), "no completed trial")
+
+
 def test_unknown_sweep_and_invalid_file_are_one_line_exit_2(journal: str, tmp_path: Path) -> None:
     assert_one_line_error(cli("agent", "no-such-sweep", "--storage", journal), "no-such-sweep")
     bad = tmp_path / "bad.yaml"

@@ -24,7 +24,8 @@ class Progress:
 
 def progress(records: Sequence[TrialRecord], info: SweepInfo) -> Progress:
     counts = {state: sum(r.state == state for r in records) for state in COUNTED}
-    best = next((r for r in rank(records, info.goal) if r.value is not None), None)
+    # Completed trials only, as `best` takes them: a pruned or failed trial's value is partial.
+    best = next((r for r in rank(records, info.goal) if r.state == "completed"), None)
     return Progress(counts, best, eta_minutes(records, info))
 
 

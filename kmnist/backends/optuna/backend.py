@@ -259,11 +259,19 @@ class OptunaSweep:
         if state == "paused":
             raise SweepPaused("the sweep is paused")
         trials = self.study.get_trials(deepcopy=False)
-        scored = [_objective(t) for t in trials if t.state in _SCORED]
-        if any(v is not None and self.plan.target_reached(v) for v in scored):
+        if self._target_reached(trials):
             raise self._finished(f"target {self.spec.metric.name} = {self.plan.target} reached")
+        if why := self._out_of_trials(trials):
+            raise self._done(why)
+
+    def _target_reached(self, trials: list[FrozenTrial]) -> bool:
+        scored = [_objective(t) for t in trials if t.state in _SCORED]
+        return any(v is not None and self.plan.target_reached(v) for v in scored)
+
+    def _out_of_trials(self, trials: list[FrozenTrial]) -> str:
+        """Why no trial is left to hand out (run_cap, the grid), or ""."""
         if self.plan.run_cap is not None and _counted(trials) >= self.plan.run_cap:
-            raise self._done(f"run_cap {self.plan.run_cap} reached")
+            return f"run_cap {self.plan.run_cap} reached"
         waiting = any(t.state == TrialState.WAITING for t in trials)
         sampler = self.plan.sampler
         if (
@@ -271,7 +279,17 @@ class OptunaSweep:
             and isinstance(sampler, WandbGridSampler)
             and sampler.is_exhausted(self.study)
         ):
-            raise self._done("every grid point has been run")
+            return "every grid point has been run"
+        return ""
+
+    def _finish_if_spent(self) -> None:
+        """After the last trial's result: the sweep is finished now, not at the next ask (an
+        agent run with --count may never ask again, and status would say running)."""
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+            return
+        if self._target_reached(trials) or self._out_of_trials(trials):
+            self._finished("")
 
     def _done(self, why: str) -> SweepDone:
         """Done, unless trials still run elsewhere: one whose agent dies will be queued again."""
@@ -345,6 +363,7 @@ class OptunaSweep:
                 raise fault
             with answering(self.url):
                 self._tell(ticket, status, summary, history, reason)
+                self._finish_if_spent()
             told = True
         except (UpdateFinishedTrialError, ValueError):  # ValueError: "Cannot tell a FAIL trial"
             if not self._taken_away(ticket):
