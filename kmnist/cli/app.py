@@ -12,18 +12,17 @@ from typing import Any
 
 import click
 import numpy as np
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from kmnist import masking
+from kmnist.cli.console import console, err_console, fail, labelled
+from kmnist.cli.options import FiniteFloat
 from kmnist.errors import StorageFault, UserError
 from kmnist.masking import mask
 from kmnist.trainer import data as kdata
 from kmnist.trainer.params import PARAMS, ConfigError, relevant, resolve, unknown_key_message
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 class Cli(click.Group):
@@ -44,16 +43,11 @@ class Cli(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "kmnist-sweep"
-            _fail(f"{exc.format_message()} (see `{command} --help`)")
+            fail(f"{exc.format_message()} (see `{command} --help`)")
         except UserError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except StorageFault as exc:
-            _fail(str(exc), code=1)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]Error:[/red] {mask(message)}", highlight=False, soft_wrap=True)
-    sys.exit(code)
+            fail(str(exc), code=1)
 
 
 def hide_secrets(words: Sequence[str]) -> None:
@@ -139,7 +133,7 @@ def train(
         wandb_run.finish(result)
     _print_result(config, result, as_json)
     if result.status == "failed":
-        err_console.print(f"[red]Trial failed:[/red] {result.reason}", highlight=False)
+        err_console.print(labelled("Trial failed:", "red", mask(result.reason)))
         sys.exit(1)
 
 
@@ -200,12 +194,12 @@ class ProgressReporter:
 
 def _progress(quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # the model's name: printed as given
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("epochs"),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         console=err_console,
         # On a terminal only: in a log a bar is one frozen line, and the line a script reads
         # on stderr is the error, if any.
@@ -236,7 +230,7 @@ def validate(files: tuple[Path, ...]) -> None:
     for file in files:
         spec, problems = check_file(file)
         for problem in problems:
-            err_console.print(problem.render(str(file)), highlight=False, soft_wrap=True)
+            err_console.print(problem.render(str(file)), soft_wrap=True)
         if spec is not None:
             console.print(f"{file}: ok: {summary(spec)}", highlight=False, soft_wrap=True)
         failed = failed or bool(problems)
@@ -267,13 +261,18 @@ def verify(data_dir: Path | None) -> None:
     for column in ("file", "md5", "status"):
         table.add_column(column)
     for name, expected in kdata.FILES[fmt].values():
-        table.add_row(name, expected, "[green]ok[/green]")
+        table.add_row(name, expected, Text("ok", style="green"))
     console.print(table)
 
 
 @data.command()
 @DATA_DIR
-@click.option("--val-fraction", default=0.1, show_default=True)
+@click.option(
+    "--val-fraction",
+    default=0.1,
+    show_default=True,
+    type=FiniteFloat(0, 1, min_open=True, max_open=True),
+)
 @click.option(
     "--split-seed",
     default=0,

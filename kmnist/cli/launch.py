@@ -9,17 +9,16 @@ started. The work is `kmnist.agent.containers`; this parses and renders.
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from kmnist.agent import containers
+from kmnist.cli.console import err_console
+from kmnist.cli.options import MAX_AGENTS
 from kmnist.masking import mask
-
-err_console = Console(stderr=True)
 
 
 @click.command()
 @click.argument("sweep_id", required=False)
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, MAX_AGENTS))
 @click.option("--gpus", help="'all' or GPU ids such as 0,1: one GPU per container [default: CPU].")
 @click.option(
     "--storage",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,22 @@ BAYES_STARTUP = click.option(
 )
 
 
+# The most agents, replicas or agents per GPU one command may ask for: a typo's 10**9 would
+# fork that many processes or build that many slots before anything could refuse it.
+MAX_AGENTS = 1024
+
+
+class FiniteFloat(click.FloatRange):
+    """click's FloatRange that also refuses nan and the infinities (`1e400` reads as inf):
+    click's range check lets nan through, and no option here means an endless number."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 class GpuShare(click.ParamType):
     """A whole number >= 1, or `auto` (None: decided from the GPUs' memory at lease time)."""
 
@@ -51,8 +68,12 @@ class GpuShare(click.ParamType):
             share = int(str(value).strip())
         except ValueError:
             share = 0
-        if share < 1:
-            self.fail(f"expected a whole number >= 1 or auto, got {value!r}", param, ctx)
+        if not 1 <= share <= MAX_AGENTS:
+            self.fail(
+                f"expected a whole number >= 1 or auto (at most {MAX_AGENTS}), got {value!r}",
+                param,
+                ctx,
+            )
         return share
 
 

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from kmnist.backends import SweepInfo, artifact_dir, open_sweep
+from kmnist.cli.console import err_console, stdout_console
 from kmnist.cli.options import ARTIFACTS, STORAGE
 from kmnist.errors import UserError
 from kmnist.results import leaderboard
 from kmnist.trainer import artifacts
 
-console = Console() if sys.stdout.isatty() else Console(width=160)
-err_console = Console(stderr=True)
+console = stdout_console(piped_width=160)
 HYGIENE = "selected on validation; the test set was scored once per trial"
 
 
@@ -48,7 +46,7 @@ def kept_artifacts(folder: Path, goal: str) -> tuple[list[artifacts.Artifact], l
 
 def warn(lines: list[str]) -> None:
     for line in lines:
-        err_console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"warning: {line}", soft_wrap=True)
 
 
 @click.command()

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
 from kmnist.backends import artifact_dir, open_sweep
-from kmnist.cli.options import ARTIFACTS, BAYES_STARTUP, STORAGE, lease_options
+from kmnist.cli.console import err_console, stdout_console
+from kmnist.cli.console import say as _say
+from kmnist.cli.options import ARTIFACTS, BAYES_STARTUP, MAX_AGENTS, STORAGE, lease_options
 from kmnist.masking import mask
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
@@ -33,12 +35,7 @@ if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second
     from kmnist.contract import TrialResult
 
 # Tables as wide as they need when piped: a leaderboard has a column per varied parameter.
-console = Console() if sys.stdout.isatty() else Console(width=220)
-err_console = Console(stderr=True)
-
-
-def _say(line: str) -> None:
-    err_console.print(mask(line), highlight=False, soft_wrap=True)
+console = stdout_console(piped_width=220)
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -237,7 +234,7 @@ def _print_trial(ticket: Ticket, result: TrialResult) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--agents",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_AGENTS),
     help="Local agent processes [default: one per GPU, or one on a CPU host].",
 )
 @STORAGE
@@ -281,7 +278,7 @@ def _progress_table(sweep: Sweep) -> Table:
     cap = f"/{info.run_cap}" if info.run_cap else ""
     table = Table.grid(padding=(0, 2))
     table.add_row(
-        f"[bold]{info.sweep_id}[/bold]",
+        Text(info.sweep_id, style="bold"),
         f"done {now.done}{cap}",
         f"running {now.counts['running']}",
         f"pruned {now.counts['pruned']}",

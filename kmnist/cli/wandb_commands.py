@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from kmnist.backends.wandb import backend as wandb_backend
+from kmnist.cli.options import FiniteFloat
 from kmnist.masking import mask
 from kmnist.sweep.engines import wandb_create_notes
 
@@ -71,7 +72,8 @@ def wandb_mode(choice: str | None) -> str:
 @click.option("--include-synced", is_flag=True, help="Upload runs synced before, again.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    # at most a week: a larger one overflows the poll that waits on `wandb sync`
+    type=FiniteFloat(min=1, max=7 * 24 * 3600),
     default=600,
     show_default=True,
     help="Seconds before giving up (wandb sync itself retries forever).",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from kmnist.backends import TrialRecord
 from kmnist.sweep.grid import flatten
@@ -107,13 +108,16 @@ def _markdown(data: list[dict[str, Any]]) -> str:
 
 
 def _table(data: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title or None)
+    # Text, not str: ids, parameter values, metric names and reasons are user text, and a str
+    # cell is read as rich markup by a console that has it on
+    table = Table(title=Text(title) if title else None)
     if not data:
         table.add_column("no trials yet")
         return table
     for key in data[0]:
-        table.add_column(key, justify="right" if key != "state" and key != "reason" else "left")
+        justify = "left" if key in ("state", "reason") else "right"
+        table.add_column(Text(key), justify=justify)
     for row in data:
         style = "dim" if row["state"].startswith("failed") else None
-        table.add_row(*(_shown(v) for v in row.values()), style=style)
+        table.add_row(*(Text(_shown(v)) for v in row.values()), style=style)
     return table
