@@ -65,7 +65,7 @@ def sweep_class(variant: str) -> type:
             super().__init__(sweep_id, url, seed)
             self.study.sampler = GPSampler(seed=seed)  # on the study itself: no W&B view
 
-        def _objective(self, summary: Mapping[str, Any], history: list) -> float | None:
+        def score(self, summary: Mapping[str, Any], history: list) -> float | None:
             return summary.get("val/accuracy")
 
     return Before if variant == "before" else OptunaSweep
@@ -74,6 +74,7 @@ def sweep_class(variant: str) -> type:
 def run_sweep(variant: str, seed: int, trials: int, url: str, data: Any) -> dict[str, Any]:
     from kmnist.agent.loop import Agent
     from kmnist.backends.optuna.backend import create_sweep
+    from kmnist.backends.optuna.reading import OptunaSweepControl
     from kmnist.sweep.source import parse
     from kmnist.sweep.validate import check_source
 
@@ -85,7 +86,7 @@ def run_sweep(variant: str, seed: int, trials: int, url: str, data: Any) -> dict
     start = time.perf_counter()
     Agent(sweep, device="cpu", data=data).run()
     seconds = time.perf_counter() - start
-    records = sweep.trials()
+    records = OptunaSweepControl(sweep_id, url).trials()
     curve = best_by_epochs(sweep)
     return {
         "best_val_accuracy": curve[-1][1],

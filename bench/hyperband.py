@@ -39,6 +39,7 @@ HYPERBAND = "early_terminate: {type: hyperband, min_iter: 1, eta: 3}"
 def run_sweep(early: str, trials: int, url: str) -> dict:
     from kmnist.agent.loop import Agent
     from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
+    from kmnist.backends.optuna.reading import OptunaSweepControl
     from kmnist.sweep.source import parse
     from kmnist.sweep.validate import check_source
 
@@ -49,7 +50,7 @@ def run_sweep(early: str, trials: int, url: str) -> dict:
     start = time.perf_counter()
     Agent(OptunaSweep(sweep_id, url, seed=0), device="cpu").run()
     seconds = time.perf_counter() - start
-    records = OptunaSweep(sweep_id, url).trials()
+    records = OptunaSweepControl(sweep_id, url).trials()
     return {
         "trials": len(records),
         "pruned": sum(r.state == "pruned" for r in records),

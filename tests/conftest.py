@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from wandb_helpers import FAKE_KEY, http_server
 
 from kmnist.trainer.data import DATA_DIR_ENV, FILES
 
@@ -69,3 +71,21 @@ def unprivileged() -> tuple[str, ...]:
     if shutil.which("setpriv") is None:
         pytest.skip("root without setpriv: file permissions cannot bind")
     return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+@pytest.fixture
+def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A key and a server that answers (401 to all), so the checks before each call pass."""
+    for name in [k for k in os.environ if k.startswith("WANDB_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.chdir(tmp_path)
+    saved = dict(os.environ)  # W&B's calls (and our stand-ins) set WANDB_* variables
+    with http_server(status=401) as url:
+        os.environ["WANDB_BASE_URL"] = url
+        yield tmp_path
+    os.environ.clear()
+    os.environ.update(saved)

@@ -23,7 +23,7 @@ from engine_util import (
     sweep_file,
 )
 
-from kmnist.backends import artifact_dir, open_sweep
+from kmnist.backends import artifact_dir, open_control
 from kmnist.trainer import artifacts, train
 from kmnist.trainer import data as kdata
 from kmnist.trainer.params import resolve
@@ -53,7 +53,7 @@ def test_the_agent_keeps_the_best_n_trials(finished: tuple[str, str]) -> None:
 
 def by_best_val(sweep_id: str, journal: str) -> list[int]:
     """Finished trials, best first by their best validation accuracy (the extremum)."""
-    done = [r for r in open_sweep(sweep_id, journal).trials() if r.state == "completed"]
+    done = [r for r in open_control(sweep_id, journal).trials() if r.state == "completed"]
     return [r.number for r in sorted(done, key=lambda r: -r.summary["val/best_accuracy"])]
 
 

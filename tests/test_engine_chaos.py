@@ -165,10 +165,10 @@ def test_agent_killed_before_locking_its_trial(tmp_path: Path) -> None:
     assert orphan.state == TrialState.RUNNING
 
     sweep = OptunaSweep(sweep_id, journal)
-    assert sweep.reap_dead_trials() == []  # young: its agent may still be about to lock it
-    sweep.lock_grace = 0.5
+    assert sweep.liveness.reap_dead_trials() == []  # young: its agent may still be about to lock it
+    sweep.liveness.lock_grace = 0.5
     time.sleep(0.6)
-    assert sweep.reap_dead_trials() == [orphan.number]
+    assert sweep.liveness.reap_dead_trials() == [orphan.number]
 
     ticket = sweep.next_trial()  # the retry, with the orphan's parameters
     assert ticket.retry_of == orphan.number
@@ -204,11 +204,11 @@ def test_kill_9_on_postgresql_is_caught_by_heartbeat(tmp_path: Path, kmnist_dir:
         assert finish_all([agent])[0][0] == -signal.SIGKILL
 
         sweep = OptunaSweep(sweep_id, POSTGRES_URL)
-        assert sweep.reap_dead_trials() == []  # its last heartbeat is recent
+        assert sweep.liveness.reap_dead_trials() == []  # its last heartbeat is recent
         sweep.storage.grace_period = 1  # the default, 60 s, is too long to wait for here
         time.sleep(1.5)
-        assert sweep.reap_dead_trials() == [0]
-        assert sweep.reap_dead_trials() == []  # failed once, retried once
+        assert sweep.liveness.reap_dead_trials() == [0]
+        assert sweep.liveness.reap_dead_trials() == []  # failed once, retried once
 
         ticket = sweep.next_trial()
         assert ticket.retry_of == 0

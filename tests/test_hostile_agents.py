@@ -254,9 +254,9 @@ def test_a_trial_whose_agent_died_before_its_first_heartbeat_is_run_again(
     done = subprocess.run([sys.executable, str(script), sweep_id, POSTGRES_URL], check=False)
     assert done.returncode == -signal.SIGKILL
     sweep = OptunaSweep(sweep_id, POSTGRES_URL)
-    assert sweep.reap_dead_trials() == []  # first seen now: its agent may be about to beat
+    assert sweep.liveness.reap_dead_trials() == []  # first seen now: its agent may be about to beat
     time.sleep(1.5)
-    assert sweep.reap_dead_trials() == [0]
+    assert sweep.liveness.reap_dead_trials() == [0]
     ticket = sweep.next_trial()
     assert ticket.retry_of == 0
     sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
@@ -496,7 +496,7 @@ def assert_run_again(storage: str, sweep_id: str, cut: FrozenTrial) -> None:
     """The cut trial is failed as dead by the next one to look, and queued again, linked."""
     sweep = OptunaSweep(sweep_id, storage)
     # Journal: its lock was freed as its agent exited. Database: its heartbeat went silent.
-    wait_for(lambda: sweep.reap_dead_trials() == [cut.number], 30, "the cut trial reaped")
+    wait_for(lambda: sweep.liveness.reap_dead_trials() == [cut.number], 30, "the cut trial reaped")
     dead, retry = trials_at(storage, sweep_id)
     assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent died")
     assert (retry.state, retry.system_attrs["failed_trial"]) == (TrialState.WAITING, cut.number)

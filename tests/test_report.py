@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
@@ -107,7 +108,7 @@ def test_progress_counts_best_and_eta(tmp_path: Path) -> None:
     from kmnist.results.progress import progress
 
     sweep_id, url = _sweep(tmp_path, "maximize")
-    sweep = OptunaSweep(sweep_id, url)
+    sweep = open_control(sweep_id, url)
     records, info = sweep.trials(), sweep.info()
     assert (info.sweep_id, info.method, info.metric, info.goal) == (
         sweep_id,
@@ -115,7 +116,8 @@ def test_progress_counts_best_and_eta(tmp_path: Path) -> None:
         "val/accuracy",
         "maximize",
     )
-    assert (info.state, info.run_cap, info.agents_alive) == ("running", None, 0)
+    # every grid point has run: finished, as W&B shows it, once the last result is in
+    assert (info.state, info.run_cap, info.agents_alive) == ("finished", None, 0)
     now = progress(records, info)
     assert now.counts == {"completed": 3, "pruned": 0, "running": 0, "failed": 1}
     assert now.best is not None and now.best.config["k"] == 1 and now.eta_minutes is None

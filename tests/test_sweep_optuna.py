@@ -213,6 +213,7 @@ BAYES_HB = {
 
 
 def test_a_trial_scores_its_best_epoch_and_stopped_ones_keep_theirs(tmp_path: Path) -> None:
+    from kmnist.backends import open_control
     from kmnist.backends.optuna.backend import OptunaSweep
     from kmnist.results.leaderboard import rows
 
@@ -229,7 +230,7 @@ def test_a_trial_scores_its_best_epoch_and_stopped_ones_keep_theirs(tmp_path: Pa
         sweep.report(stopped, epoch, metrics)
     sweep.finish(stopped, "stopped", {"val/accuracy": 0.6}, short)
     assert sweep.study.best_value == 0.9  # the best epoch, not the last (W&B's extremum)
-    board = rows(sweep.trials(), "maximize", "val/accuracy")
+    board = rows(open_control(sweep_id, url).trials(), "maximize", "val/accuracy")
     assert [(r["state"], r["best val/accuracy"]) for r in board] == [
         ("completed", 0.9),
         ("pruned", 0.95),

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,10 @@ import wandb
 import yaml
 from click.testing import CliRunner
 from conftest import assert_one_line_error
-from wandb.agents.pyagent import _terminate_thread
-from wandb.sdk.lib.config_util import save_config_file_from_dict
 from wandb_helpers import (
     CLI,
     FAKE_KEY,
+    FakeAgent,
     clean_env,
     closed_port,
     history,
@@ -113,24 +112,6 @@ def test_agent_for_a_wandb_sweep_without_a_key_fails_fast(tmp_path: Path) -> Non
 
 
 # -- the two server calls, at the seam ---------------------------------------------------------
-@pytest.fixture
-def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A key and a server that answers (401 to all), so the checks before each call pass."""
-    for name in [k for k in os.environ if k.startswith("WANDB_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.chdir(tmp_path)
-    saved = dict(os.environ)  # W&B's calls (and our stand-ins) set WANDB_* variables
-    with http_server(status=401) as url:
-        os.environ["WANDB_BASE_URL"] = url
-        yield tmp_path
-    os.environ.clear()
-    os.environ.update(saved)
-
-
 def test_auto_with_key_and_server_registers_the_file_unchanged_and_prints_its_path(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,69 +213,6 @@ def test_create_refuses_an_invalid_file_before_calling_wandb(
     bad.write_text("method: bayes\nparameters:\n  lr: {min: 0.1, max: 0.01}\n")
     result = CliRunner().invoke(main, ["create", str(bad), "--backend", "wandb"])
     assert result.exit_code == 2 and f"{bad}:" in result.stderr
-
-
-# A W&B agent, as `wandb.agents.pyagent` runs a function: per run it writes the param file and
-# sets WANDB_RUN_ID / WANDB_SWEEP_ID / WANDB_SWEEP_PARAM_PATH, calls the function in a thread,
-# stops a run by raising an exception into that thread (`_terminate_thread`, W&B's own),
-# finishes W&B's run after the function and unsets the variables; with no run left it waits for
-# one (`idle`, "Sweep Agent: Waiting for job") and, on KeyboardInterrupt in its own thread (its
-# Ctrl-C path), stops its runs that way and returns.
-class FakeAgent:
-    def __init__(self, runs: list[dict[str, Any]], action: str = "", idle: bool = False) -> None:
-        self.runs, self.action, self.idle = runs, action, idle
-        self.calls: list[dict[str, Any]] = []
-        self.started: list[str] = []  # the runs whose function was called
-        self.returned = False
-        self.thread: threading.Thread | None = None
-
-    def __call__(self, sweep_id: str, function: Callable[[], None], **kw: Any) -> None:
-        self.calls.append({"sweep_id": sweep_id, "function": function, **kw})
-        os.environ["WANDB_MODE"] = "offline"  # no server here: the runs are written offline
-        try:
-            for number, params in enumerate(self.runs):
-                self._run(f"{sweep_id}r{number}", sweep_id, params, function)
-            while self.idle:
-                time.sleep(0.02)
-        except KeyboardInterrupt:
-            if self.thread is not None:
-                _terminate_thread(self.thread)
-                self._wait(self.thread)
-        self.returned = True
-
-    def _run(self, run_id: str, sweep_id: str, params: dict[str, Any], function: Callable) -> None:
-        path = Path(os.environ["WANDB_DIR"]) / "wandb" / f"sweep-{sweep_id}" / f"{run_id}.yaml"
-        save_config_file_from_dict(str(path), {k: {"value": v} for k, v in params.items()})
-        os.environ.update(
-            WANDB_RUN_ID=run_id, WANDB_SWEEP_ID=sweep_id, WANDB_SWEEP_PARAM_PATH=str(path)
-        )
-        wandb.teardown()  # as pyagent: each run gets a fresh W&B setup
-        self.started.append(run_id)
-        self.thread = threading.Thread(target=self._job, args=(function,))
-        self.thread.start()
-        self._wait(self.thread, act=True)
-
-    @staticmethod
-    def _job(function: Callable[[], None]) -> None:
-        try:
-            function()
-            wandb.finish()
-        except Exception:
-            wandb.finish(exit_code=1)
-        finally:
-            for name in ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH"):
-                os.environ.pop(name, None)
-
-    def _wait(self, thread: threading.Thread, act: bool = False) -> None:
-        acted = not act
-        while thread.is_alive():  # as pyagent: a wait a signal can interrupt, not join()
-            if self.action and not acted and wandb.run is not None and wandb.run.step >= 1:
-                acted = True  # the run has logged an epoch
-                if self.action == "stop":
-                    _terminate_thread(thread)
-                else:
-                    os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.02)
 
 
 KNN = {"model": "knn", "train_size": 1000, "val_fraction": 0.05}

@@ -25,6 +25,7 @@ from wandb_helpers import (
     run_record,
 )
 
+from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep, create_sweep
 from kmnist.backends.wandb.trials import WandbLoggedSweep
 from kmnist.cli.wandb_commands import wandb_mode
@@ -65,7 +66,7 @@ def test_each_trial_is_one_readable_run_with_group_config_history_summary(
     logged_sweep: tuple[Path, str],
 ) -> None:
     folder, sweep_id = logged_sweep
-    trials = {t.number: t for t in OptunaSweep(sweep_id, str(folder / "sweeps.journal")).trials()}
+    trials = {t.number: t for t in open_control(sweep_id, str(folder / "sweeps.journal")).trials()}
     runs = offline_runs(folder / sweep_id)
     assert len(runs) == len(trials) == 3
     for run_dir in runs:
@@ -148,7 +149,7 @@ def test_a_pruned_trial_is_tagged_pruned(tmp_path: Path, monkeypatch: pytest.Mon
     epoch = {"epoch": 1, "val/accuracy": 0.5, "val/loss": 1.0}
     sweep.report(ticket, 1, epoch)
     sweep.finish(ticket, "stopped", {"val/accuracy": 0.5}, [epoch])
-    assert sweep.trials()[0].state == "pruned"
+    assert open_control(sweep_id, journal).trials()[0].state == "pruned"
     [run_dir] = offline_runs(tmp_path / sweep_id)
     read = inspect(run_dir)
     assert read["tags"] == ["knn", "pruned"] and read["summary"]["status"] == "pruned"

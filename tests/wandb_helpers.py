@@ -10,14 +10,20 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import wandb
+from wandb.agents.pyagent import _terminate_thread
+from wandb.sdk.lib.config_util import save_config_file_from_dict
 
 CLI = [sys.executable, "-m", "kmnist.cli"]  # `kmnist-sweep`, without the pyenv shim
 FAKE_KEY = "kmnisttestkey" + "0123456789abcdef" * 2 + "zz"  # 47 characters, a key's shape
@@ -135,3 +141,67 @@ def closed_port() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+# -- W&B's agent loop, standing in for its server's side ------------------------------------
+# A W&B agent, as `wandb.agents.pyagent` runs a function: per run it writes the param file and
+# sets WANDB_RUN_ID / WANDB_SWEEP_ID / WANDB_SWEEP_PARAM_PATH, calls the function in a thread,
+# stops a run by raising an exception into that thread (`_terminate_thread`, W&B's own),
+# finishes W&B's run after the function and unsets the variables; with no run left it waits for
+# one (`idle`, "Sweep Agent: Waiting for job") and, on KeyboardInterrupt in its own thread (its
+# Ctrl-C path), stops its runs that way and returns.
+class FakeAgent:
+    def __init__(self, runs: list[dict[str, Any]], action: str = "", idle: bool = False) -> None:
+        self.runs, self.action, self.idle = runs, action, idle
+        self.calls: list[dict[str, Any]] = []
+        self.started: list[str] = []  # the runs whose function was called
+        self.returned = False
+        self.thread: threading.Thread | None = None
+
+    def __call__(self, sweep_id: str, function: Callable[[], None], **kw: Any) -> None:
+        self.calls.append({"sweep_id": sweep_id, "function": function, **kw})
+        os.environ["WANDB_MODE"] = "offline"  # no server here: the runs are written offline
+        try:
+            for number, params in enumerate(self.runs):
+                self._run(f"{sweep_id}r{number}", sweep_id, params, function)
+            while self.idle:
+                time.sleep(0.02)
+        except KeyboardInterrupt:
+            if self.thread is not None:
+                _terminate_thread(self.thread)
+                self._wait(self.thread)
+        self.returned = True
+
+    def _run(self, run_id: str, sweep_id: str, params: dict[str, Any], function: Callable) -> None:
+        path = Path(os.environ["WANDB_DIR"]) / "wandb" / f"sweep-{sweep_id}" / f"{run_id}.yaml"
+        save_config_file_from_dict(str(path), {k: {"value": v} for k, v in params.items()})
+        os.environ.update(
+            WANDB_RUN_ID=run_id, WANDB_SWEEP_ID=sweep_id, WANDB_SWEEP_PARAM_PATH=str(path)
+        )
+        wandb.teardown()  # as pyagent: each run gets a fresh W&B setup
+        self.started.append(run_id)
+        self.thread = threading.Thread(target=self._job, args=(function,))
+        self.thread.start()
+        self._wait(self.thread, act=True)
+
+    @staticmethod
+    def _job(function: Callable[[], None]) -> None:
+        try:
+            function()
+            wandb.finish()
+        except Exception:
+            wandb.finish(exit_code=1)
+        finally:
+            for name in ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH"):
+                os.environ.pop(name, None)
+
+    def _wait(self, thread: threading.Thread, act: bool = False) -> None:
+        acted = not act
+        while thread.is_alive():  # as pyagent: a wait a signal can interrupt, not join()
+            if self.action and not acted and wandb.run is not None and wandb.run.step >= 1:
+                acted = True  # the run has logged an epoch
+                if self.action == "stop":
+                    _terminate_thread(thread)
+                else:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.02)

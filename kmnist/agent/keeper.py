@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from kmnist.backends import Sweep, Ticket
+from kmnist.backends import Ticket, WorkerSweep
 from kmnist.contract import TrialResult
 from kmnist.trainer import artifacts
 
@@ -20,38 +20,40 @@ KEPT_STATUSES = ("completed", "stopped")  # a stopped (pruned) trial is a model 
 Keeper = Callable[[Ticket, TrialResult], None]  # the agent loop's `keep` hook
 
 
+def keeper_for(sweep: WorkerSweep, root: Path, keep: int) -> Keeper | None:
+    """Where a sweep's trial files go: with the engine (a W&B run's artifact), else the best
+    `keep` in `root`; none with keep 0."""
+    if not keep:
+        return None
+    return RunArtifacts(sweep) if sweep.holds_artifacts else ArtifactKeeper(root, keep, sweep)
+
+
 class ArtifactKeeper:
-    def __init__(self, root: Path, keep: int, metric: str, goal: str) -> None:
-        self.root, self.keep, self.metric, self.goal = root, keep, metric, goal
+    """An offline sweep's keeper: each trial's files in the sweep's artifact folder, the best
+    `keep` kept, ranked by the sweep's own `score` (the rule the leaderboard ranks by)."""
+
+    def __init__(self, root: Path, keep: int, sweep: WorkerSweep) -> None:
+        self.root, self.keep, self.sweep = root, keep, sweep
 
     def __call__(self, ticket: Ticket, result: TrialResult) -> None:
         if self.keep <= 0 or result.outputs is None or result.status not in KEPT_STATUSES:
             return
+        value = self.sweep.score(result.summary, result.history)
         try:
             artifacts.save(
-                self.root, ticket.number, ticket.config, self.value(result), result.summary,
-                result.outputs,
-            )  # fmt: skip
-            artifacts.prune(self.root, self.keep, self.goal)
+                self.root, ticket.number, ticket.config, value, result.summary, result.outputs
+            )
+            artifacts.prune(self.root, self.keep, self.sweep.goal)
         except OSError as exc:
             # Said in the trial's record, not on stderr: a full disk has its own one line there.
             result.summary["artifacts"] = f"not stored in {self.root}: {exc.strerror or exc}"
-
-    def value(self, result: TrialResult) -> float | None:
-        """The sweep metric's best value over the trial's epochs (W&B's extremum), the value
-        trials are ranked by."""
-        seen = [h[self.metric] for h in result.history if isinstance(h.get(self.metric), float)]
-        if not seen:
-            value = result.summary.get(self.metric)
-            return value if isinstance(value, float) else None
-        return max(seen) if self.goal == "maximize" else min(seen)
 
 
 class RunArtifacts:
     """A W&B sweep's keeper: each kept trial's files, written to a scratch folder, become an
     artifact of its run (W&B holds them; nothing stays on the agent's disk)."""
 
-    def __init__(self, sweep: Sweep) -> None:
+    def __init__(self, sweep: WorkerSweep) -> None:
         self.sweep = sweep
 
     def __call__(self, ticket: Ticket, result: TrialResult) -> None:

@@ -33,7 +33,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist.backends import Sweep, SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
+from kmnist.backends import (
+    SweepDone,
+    SweepDraining,
+    SweepPaused,
+    Ticket,
+    TrialLost,
+    WorkerSweep,
+)
 from kmnist.contract import TrialResult
 from kmnist.errors import StorageFault, UserError
 from kmnist.masking import mask
@@ -96,7 +103,7 @@ class _TrialReporter:
 class Agent:
     def __init__(
         self,
-        sweep: Sweep,
+        sweep: WorkerSweep,
         device: str | None = None,
         count: int | None = None,
         max_failures: int = 5,

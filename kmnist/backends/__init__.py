@@ -1,7 +1,9 @@
-"""Search engines behind one small interface: a sweep hands out trials and takes results back.
+"""Search engines behind two small faces: the worker face hands out trials and takes results
+back (agents); the control face reads and steers a sweep (people).
 
-Backends see configs and metrics as plain data; they never import a model or the trainer.
-`open_sweep` is the one place that tells the engines apart, by the shape of the sweep id.
+Backends see configs and metrics as plain data; they never import a model or the trainer. The
+resolver below (`engine_of`, `create_sweep`, `open_sweep`, `open_control`) is the one place that
+tells the engines apart.
 """
 
 from __future__ import annotations
@@ -96,8 +98,22 @@ class Plot:
     missing: str = ""
 
 
-class Sweep(Protocol):
+class WorkerSweep(Protocol):
+    """A sweep as its agents see it: hand out trials, take their epochs and results back."""
+
     sweep_id: str
+    # True: `attach` stores a trial's files with the engine (a W&B run's artifact); False:
+    # they stay on the agent's disk, and the agent keeps the best by `score`.
+    holds_artifacts: bool
+
+    @property
+    def goal(self) -> str:
+        """maximize or minimize: how `score` ranks trials."""
+        ...
+
+    def score(self, summary: Mapping[str, Any], history: list[dict[str, float]]) -> float | None:
+        """The trial's value as the sweep ranks it (`kmnist.sweep.objective.trial_value`)."""
+        ...
 
     def next_trial(self) -> Ticket:
         """A trial to run; raises SweepDone or SweepPaused."""
@@ -118,15 +134,21 @@ class Sweep(Protocol):
         """status: completed, stopped (pruned), failed, or interrupted (run again elsewhere)."""
         ...
 
+    def attach(self, ticket: Ticket, folder: Path) -> None:
+        """Store the files a trial produced (its weights, probabilities and config, in
+        `folder`) with the trial, before `finish` (see `holds_artifacts`)."""
+        ...
+
     def close(self) -> None:
         """The agent is done with the sweep: give back what it holds for handing out trials."""
         ...
 
-    def attach(self, ticket: Ticket, folder: Path) -> None:
-        """Store the files a trial produced (its weights, probabilities and config, in
-        `folder`) with the trial, before `finish`: a W&B run logs them as an artifact; the
-        offline engine keeps them where they are, beside its storage."""
-        ...
+
+class SweepControl(Protocol):
+    """A sweep as people read and steer it: its trials, state and figures. A W&B sweep has
+    none here: W&B's UI and `wandb sweep --pause|--resume|--stop` are its control face."""
+
+    sweep_id: str
 
     def trials(self) -> list[TrialRecord]: ...
 
@@ -141,13 +163,19 @@ class Sweep(Protocol):
         ...
 
 
+# -- the resolver: the one place that tells the engines apart ---------------------------------
+def engine_of(sweep_id: str) -> str:
+    """ "wandb" for W&B's `entity/project/id` paths (Optuna sweep ids never hold a slash),
+    else "optuna"."""
+    return "wandb" if "/" in sweep_id else "optuna"
+
+
 def _is_wandb(sweep_id: str) -> bool:
-    """W&B sweeps are `entity/project/id` paths; Optuna sweep ids never hold a slash."""
-    return "/" in sweep_id
+    return engine_of(sweep_id) == "wandb"
 
 
-def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> Sweep:
-    """The sweep a sweep id names, on its engine.
+def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> WorkerSweep:
+    """The worker face of the sweep a sweep id names, on its engine.
 
     `storage` is where Optuna sweeps live; `wandb_mode` (off, offline, online) also logs every
     trial of an Optuna sweep as a W&B run (a W&B sweep's trials are W&B runs already).
@@ -160,6 +188,22 @@ def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off
     from kmnist.backends.wandb.trials import logged
 
     return logged(OptunaSweep(sweep_id, storage), wandb_mode)
+
+
+def open_control(sweep_id: str, storage: str | None = None) -> SweepControl:
+    """The control face of the sweep a sweep id names; for a W&B sweep, one line saying where
+    W&B shows and controls it."""
+    if _is_wandb(sweep_id):
+        from kmnist.backends.wandb.backend import SweepPath, sweep_url
+
+        page = sweep_url(SweepPath.parse(sweep_id)) or "its sweep page in W&B"
+        raise UserError(
+            f"{sweep_id} is a W&B sweep: its leaderboard is {page}; "
+            f"`wandb sweep --pause|--resume|--stop {sweep_id}` controls it"
+        )
+    from kmnist.backends.optuna.reading import OptunaSweepControl
+
+    return OptunaSweepControl(sweep_id, storage)
 
 
 def offline_runs(sweep_id: str, include_synced: bool = False) -> list[OfflineRun]:

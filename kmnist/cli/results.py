@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from kmnist.backends import SweepInfo, artifact_dir, open_sweep
+from kmnist.backends import SweepInfo, artifact_dir, open_control
 from kmnist.cli.console import err_console, stdout_console
 from kmnist.cli.options import ARTIFACTS, STORAGE
 from kmnist.errors import UserError
@@ -21,7 +21,7 @@ HYGIENE = "selected on validation; the test set was scored once per trial"
 
 def stored(sweep_id: str, storage: str | None, root: Path | None) -> tuple[SweepInfo, list]:
     """The sweep's info and its stored artifacts, best first; one line if there are none."""
-    sweep = open_sweep(sweep_id, storage)
+    sweep = open_control(sweep_id, storage)
     info, records = sweep.info(), sweep.trials()
     best = next((r for r in leaderboard.rank(records, info.goal) if r.state == "completed"), None)
     if best is None:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from kmnist.agent import spawn
 from kmnist.agent.gpu_lease import lease_device
-from kmnist.backends import artifact_dir, open_sweep
+from kmnist.backends import artifact_dir, open_control, open_sweep
 from kmnist.cli.console import err_console, stdout_console
 from kmnist.cli.console import say as _say
 from kmnist.cli.options import ARTIFACTS, BAYES_STARTUP, MAX_AGENTS, STORAGE, lease_options
@@ -31,7 +31,7 @@ from kmnist.results.progress import progress
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
     from kmnist.agent.keeper import Keeper
     from kmnist.agent.loop import AgentSummary
-    from kmnist.backends import Sweep, Ticket
+    from kmnist.backends import SweepControl, Ticket, WorkerSweep
     from kmnist.contract import TrialResult
 
 # Tables as wide as they need when piped: a leaderboard has a column per varied parameter.
@@ -158,6 +158,7 @@ def agent(
 
     SWEEP_ID with slashes (entity/project/id) is a W&B sweep: W&B hands out the runs."""
     from kmnist.agent.device import check as check_device
+    from kmnist.agent.keeper import keeper_for
     from kmnist.cli.wandb_commands import wandb_mode as default_wandb_mode
 
     devices = spawn.local_devices(gpus)
@@ -165,7 +166,7 @@ def agent(
         sys.exit(spawn.per_gpu(devices, sys.argv[1:], storage))
     device = check_device(_pick_device(devices, device, lease_dir, gpu_share))
     sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode))
-    keeper = _keeper(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
+    keeper = keeper_for(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
     wait = not no_wait and count is None
     summary = _work(sweep, device, count, max_failures, threads, quiet, wait, keeper)
     # One line however long: scripts and people read the last line for why the agent stopped.
@@ -185,7 +186,7 @@ def _pick_device(
 
 
 def _work(
-    sweep: Sweep,
+    sweep: WorkerSweep,
     device: str | None,
     count: int | None,
     max_failures: int,
@@ -205,21 +206,6 @@ def _work(
         sweep, device, count, max_failures, on_trial=on_trial, keep=keeper, wait=wait, say=_say
     )
     return agent.run()
-
-
-def _keeper(sweep: Sweep, root: Path, keep: int) -> Keeper | None:
-    """Keeps the best `keep` trials' artifacts of an offline sweep; logs every trial's as an
-    artifact of its run on a W&B sweep (W&B holds them); none with keep 0."""
-    from kmnist.agent.keeper import ArtifactKeeper, RunArtifacts
-    from kmnist.errors import UserError
-
-    if not keep:
-        return None
-    try:
-        info = sweep.info()
-    except UserError:  # a W&B sweep: its metric and goal are on W&B's server
-        return RunArtifacts(sweep)
-    return ArtifactKeeper(root, keep, info.metric, info.goal)
 
 
 def _print_trial(ticket: Ticket, result: TrialResult) -> None:
@@ -252,7 +238,7 @@ def run(
     agents = agents or spawn.default_agents()
     _say(f"sweep {sweep_id}: {agents} local agent(s); follow with `kmnist-sweep status {sweep_id}`")
     procs = spawn.local_agents(sweep_id, agents, storage)
-    sweep = open_sweep(sweep_id, storage)
+    sweep = open_control(sweep_id, storage)
     with spawn.forwarding_stops(procs):  # `kill` or a closed terminal: the agents stop too
         _follow(sweep, procs)
     code = spawn.wait_all(procs)
@@ -260,7 +246,7 @@ def run(
     sys.exit(code)
 
 
-def _follow(sweep: Sweep, procs: list) -> None:
+def _follow(sweep: SweepControl, procs: list) -> None:
     """A live progress line until every agent has exited (Ctrl-C: stop them)."""
     try:
         with Live(_progress_table(sweep), console=err_console, refresh_per_second=1) as live:
@@ -271,7 +257,7 @@ def _follow(sweep: Sweep, procs: list) -> None:
         spawn.terminate(procs)
 
 
-def _progress_table(sweep: Sweep) -> Table:
+def _progress_table(sweep: SweepControl) -> Table:
     info, records = sweep.info(), sweep.trials()
     now = progress(records, info)
     best = f"{now.best.value:.4f} (trial {now.best.number})" if now.best else "-"
@@ -298,10 +284,10 @@ def _progress_table(sweep: Sweep) -> Table:
 )
 def leaderboard_command(sweep_id: str, storage: str | None, top: int | None, fmt: str) -> None:
     """Trials ranked by the sweep metric: parameters that vary, accuracy, epochs, time."""
-    _print_leaderboard(open_sweep(sweep_id, storage), fmt, top)
+    _print_leaderboard(open_control(sweep_id, storage), fmt, top)
 
 
-def _print_leaderboard(sweep: Sweep, fmt: str, top: int | None) -> None:
+def _print_leaderboard(sweep: SweepControl, fmt: str, top: int | None) -> None:
     info, records = sweep.info(), sweep.trials()
     shown = leaderboard.rank(records, info.goal)[:top] if top else records
     title = f"{info.sweep_id} ({info.method}, {info.metric} {info.goal})"
@@ -332,7 +318,7 @@ def ls(storage: str | None) -> None:
 @STORAGE
 def status(sweep_id: str, storage: str | None) -> None:
     """Trials by state, best so far, agents alive, and an ETA when the sweep is capped."""
-    sweep = open_sweep(sweep_id, storage)
+    sweep = open_control(sweep_id, storage)
     console.print(_progress_table(sweep))
     info = sweep.info()
     eta = progress(sweep.trials(), info).eta_minutes
@@ -362,7 +348,7 @@ def report(sweep_id: str, storage: str | None, artifacts_root: Path | None, out_
     from kmnist.results import report as html_report
     from kmnist.results.pictures import best_trial_sections
 
-    sweep = open_sweep(sweep_id, storage)
+    sweep = open_control(sweep_id, storage)
     info = sweep.info()
     kept, damaged = kept_artifacts(artifact_dir(sweep_id, storage, artifacts_root), info.goal)
     warn(damaged)
@@ -389,7 +375,7 @@ def _state_command(state: str, verb: str) -> click.Command:
     @click.argument("sweep_id")
     @STORAGE
     def command(sweep_id: str, storage: str | None) -> None:
-        open_sweep(sweep_id, storage).set_state(state)
+        open_control(sweep_id, storage).set_state(state)
         console.print(f"sweep {sweep_id}: {state}")
 
     return command

@@ -10,7 +10,7 @@ failed run reached; best or latest: the run's own, else 0); a running run only w
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 
@@ -48,6 +48,16 @@ def run_extremum(run: Run, goal: str) -> float | None:
     """W&B's `metric_extremum`: over the history and the summary value."""
     summary = [] if run.summary is None else [run.summary]
     return extremum([*run.history, *summary], goal)
+
+
+def trial_value(
+    history: Iterable[Mapping[str, object]], summary: Mapping[str, object], name: str, goal: str
+) -> float | None:
+    """A trial's score, the one rule: the metric's extremum over its epochs and its summary
+    (W&B's `metric_extremum`); NaN and infinities never count. The engine tells it, the
+    leaderboard ranks by it, the agent keeps the best trials' files by it."""
+    history_values = [epoch[name] for epoch in history if name in epoch]
+    return run_extremum(Run(FINISHED, history_values, summary.get(name)), goal)
 
 
 def worst(runs: Sequence[Run], goal: str) -> float:

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmnist.backends import Plot, SweepDone, SweepInfo, SweepPaused, Ticket, TrialRecord
+from kmnist.backends import SweepDone, SweepPaused, Ticket
 from kmnist.backends.wandb import auth as wandb_auth
-from kmnist.backends.wandb.backend import SweepPath, run_agent, sweep_url
+from kmnist.backends.wandb.backend import SweepPath, run_agent
 from kmnist.backends.wandb.params import model_family, sweep_params
 from kmnist.backends.wandb.run import TrialRuns
 from kmnist.errors import UserError
+from kmnist.sweep import objective
 from kmnist.trainer.params import relevant, resolve
 
 HANDOFF_WAIT_SECONDS = 2.0  # next_trial waits this long for W&B, then says "paused"
@@ -60,7 +61,10 @@ class _AgentEnded:
 
 
 class WandbSweep:
-    """A sweep on W&B's server, named by its `entity/project/id` path."""
+    """A sweep on W&B's server, named by its `entity/project/id` path: the worker face only
+    (W&B's UI and `wandb sweep --pause|--resume|--stop` are its control face)."""
+
+    holds_artifacts = True  # each trial's files become an artifact of its W&B run
 
     def __init__(self, path: SweepPath) -> None:
         self.path = path
@@ -72,6 +76,7 @@ class WandbSweep:
         self._ended = threading.Event()  # W&B's agent returned
         self._closed = threading.Event()
         self._count = 0
+        self._config: dict[str, Any] | None = None  # the sweep's config, once read
 
     @classmethod
     def parse(cls, text: str) -> WandbSweep:
@@ -218,25 +223,22 @@ class WandbSweep:
         self._handoffs.put(handoff)
         handoff.queued = True
 
-    # -- reading: a W&B sweep's leaderboard and controls are W&B's --------------------------
-    def trials(self) -> list[TrialRecord]:
-        raise self._in_wandb()
+    # -- what the agent reads of the sweep: its metric, from W&B's server -------------------
+    @property
+    def goal(self) -> str:
+        return self._metric().get("goal", "minimize")  # W&B's default
 
-    def info(self) -> SweepInfo:
-        raise self._in_wandb()
+    def score(self, summary: Mapping[str, Any], history: list[dict[str, float]]) -> float | None:
+        name = self._metric().get("name")
+        return None if name is None else objective.trial_value(history, summary, name, self.goal)
 
-    def plots(self) -> list[Plot]:
-        raise self._in_wandb()
+    def _metric(self) -> dict[str, Any]:
+        """The sweep config's `metric`, read once from W&B's public API."""
+        if self._config is None:
+            import wandb
 
-    def set_state(self, state: str) -> None:
-        raise self._in_wandb()
-
-    def _in_wandb(self) -> UserError:
-        page = sweep_url(self.path) or "its sweep page in W&B"
-        return UserError(
-            f"{self.sweep_id} is a W&B sweep: its leaderboard is {page}; "
-            f"`wandb sweep --pause|--resume|--stop {self.sweep_id}` controls it"
-        )
+            self._config = dict(wandb.Api().sweep(self.sweep_id).config)
+        return dict(self._config.get("metric") or {})
 
 
 def _is_stop_request(exc: Exception) -> bool:

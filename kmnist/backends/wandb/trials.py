@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kmnist.backends import Sweep, Ticket, TrialLost
+from kmnist.backends import Ticket, TrialLost, WorkerSweep
 from kmnist.backends.wandb import auth as wandb_auth
 from kmnist.backends.wandb.offline import sweep_dir
 from kmnist.backends.wandb.params import model_family
@@ -25,7 +25,7 @@ PROJECT = "kmnist-sweep"
 RUN_STATUS = {"stopped": "pruned"}
 
 
-def logged(sweep: Sweep, mode: str) -> Sweep:
+def logged(sweep: WorkerSweep, mode: str) -> WorkerSweep:
     """The sweep, wrapped to log every trial as a W&B run unless mode is off."""
     if mode == "off":
         return sweep
@@ -35,12 +35,12 @@ def logged(sweep: Sweep, mode: str) -> Sweep:
 
 
 class WandbLoggedSweep:
-    def __init__(self, sweep: Sweep, mode: str = "offline", project: str = PROJECT) -> None:
+    def __init__(self, sweep: WorkerSweep, mode: str = "offline", project: str = PROJECT) -> None:
         self.sweep = sweep
         self.sweep_id = sweep.sweep_id
         self.runs = TrialRuns(project=project, run_dir=sweep_dir(self.sweep_id), mode=mode)
 
-    def __getattr__(self, name: str) -> Any:  # trials, set_state, close, spec...: the sweep's
+    def __getattr__(self, name: str) -> Any:  # goal, score, attach, close...: the sweep's
         return getattr(self.sweep, name)
 
     def next_trial(self) -> Ticket:
