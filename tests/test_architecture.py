@@ -7,6 +7,7 @@ since a lazy import is still a dependency.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +148,33 @@ def test_the_checker_catches_a_crossing(tmp_path: Path) -> None:
         "kmnist/agent/loop.py:1: kmnist.agent reaches past the Sweep interface to "
         "kmnist.backends.optuna.backend"
     ]
+
+
+# -- the document ------------------------------------------------------------------------------
+WORDS = {
+    "shared": SHARED,
+    "trainer tables": TRAINER_TABLES,
+    "engines": ENGINES,
+    "torch": ("torch",),
+    "numpy": ("numpy",),
+    "wandb": ("wandb",),
+    "nothing": (),
+    "—": (),
+}
+
+
+def _names(cell: str) -> set[str]:
+    """`kmnist.x`, shared, engines...: the modules a cell of ARCHITECTURE.md's table names."""
+    cell = re.sub(r"\(not [^)]*\)", "", cell)  # "(not an engine's folder)": INTERFACE_ONLY's
+    found: set[str] = set()
+    for word in (w.strip().strip("`") for w in cell.split(",")):
+        found.update(WORDS.get(word, (word,) if word else ()))
+    return found
+
+
+def test_architecture_md_states_the_rules_this_test_enforces() -> None:
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = [line.split("|")[1:4] for line in text.splitlines() if line.startswith("| `kmnist")]
+    documented = {m.strip().strip("`"): (_names(a), _names(b)) for m, a, b in rows}
+    enforced = {wing: (set(allowed), set(banned)) for wing, (allowed, banned) in RULES.items()}
+    assert documented == enforced
