@@ -7,7 +7,7 @@
 # trials per hour for one trial per GPU vs packed agents (KMNIST_GPU_SHARE), then
 # sweeps/record_gpu.yaml for the minutes left, its best trial and top-5 ensemble.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 out=${OUT:-bench/results/gpu}
 mkdir -p "$out"
 exec > >(tee "$out/gpu.log") 2>&1

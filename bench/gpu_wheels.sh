@@ -7,4 +7,4 @@ grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/excl
 python3 -m pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
   --platform manylinux_2_28_x86_64 -d .whl optuna wandb plotly platformdirs docker \
   psycopg2-binary rich click pyyaml sqlalchemy alembic colorlog
-ls .whl | wc -l
+find .whl -name "*.whl" | wc -l
