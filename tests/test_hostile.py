@@ -386,12 +386,23 @@ def test_torn_record_repair_note_is_one_line(
     torn = b'{"op_code":2,"worker_id":"w","study_id":0,"user_at'  # power loss mid-write
     with journal.open("ab") as f:
         f.write(torn)
+    before = journal.read_bytes()
     proc = run("leaderboard", sweep_id, "--storage", str(journal))
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines() == [
+        f"note: sweep storage {journal} ends in a torn record ({len(torn)} bytes, left by an "
+        "interrupted write): it is ignored, and the first write to the journal drops it"
+    ]
+    assert journal.read_bytes() == before  # a command that only reads writes nothing
+    proc = run("pause", sweep_id, "--storage", str(journal))  # the first write repairs
+    assert proc.returncode == 0, proc.stderr
+    assert (
         f"note: repaired sweep storage {journal}: dropped its torn last record ({len(torn)} "
         "bytes, left by an interrupted write); every record before it is intact"
-    ]
+    ) in proc.stderr.splitlines()
+    assert (
+        journal.read_bytes().startswith(before[: -len(torn)]) and torn not in journal.read_bytes()
+    )
 
 
 def test_zeros_left_by_a_power_loss_are_dropped(
@@ -402,8 +413,11 @@ def test_zeros_left_by_a_power_loss_are_dropped(
     with journal.open("ab") as f:
         f.write(b"\0" * 4096)  # the size reached the disk, the data did not
     proc = run("status", sweep_id, "--storage", str(journal))
+    assert proc.returncode == 0 and "ignored" in proc.stderr, proc.stderr
+    assert journal.read_bytes() == before + b"\0" * 4096  # a reader writes nothing
+    proc = run("pause", sweep_id, "--storage", str(journal))
     assert proc.returncode == 0 and "repaired" in proc.stderr, proc.stderr
-    assert journal.read_bytes() == before
+    assert journal.read_bytes().startswith(before) and b"\0" not in journal.read_bytes()
 
 
 def test_concurrent_writer_is_not_cut(tmp_path: Path, journal_with_sweep: tuple[Path, str]) -> None:
@@ -532,8 +546,12 @@ def test_read_only_folder_refuses_the_journal_lock(
 def test_read_only_folder_without_a_journal(tmp_path: Path) -> None:
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o555)
-    proc = run("ls", "--storage", str(folder / "sweeps.journal"), prefix=unprivileged())
+    (tmp_path / "knn.yaml").write_text(KNN, encoding="utf-8")
+    creating = ["create", str(tmp_path / "knn.yaml"), "--backend", "optuna"]
+    proc = run(*creating, "--storage", str(folder / "sweeps.journal"), prefix=unprivileged())
     assert_one_line_error(proc, "cannot create sweep storage", "Permission denied")
+    proc = run("ls", "--storage", str(folder / "sweeps.journal"), prefix=unprivileged())
+    assert_one_line_error(proc, f"no sweep storage at {folder / 'sweeps.journal'}")
 
 
 def test_torn_record_in_a_read_only_journal_is_read_around(

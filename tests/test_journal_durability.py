@@ -3,8 +3,10 @@
 A real Optuna journal (studies, finished trials, a running one) is written through kmnist's
 storage; then its last record is torn at every byte offset, as a crash, a full disk or a power
 loss would leave it. Each torn copy must open through kmnist's storage with every earlier record
-intact (compared with what Optuna alone reads from the journal cut before that record), say on
-stderr what it repaired, be readable by Optuna alone afterwards, and take new records.
+intact (compared with what Optuna alone reads from the journal cut before that record), opening
+must leave the file byte for byte (a reader never writes; it says in one line what it skips),
+and the next write must repair it (dropping the torn record, or ending one that lost only its
+line end), say so on stderr, and leave a journal Optuna alone reads.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from kmnist.backends.optuna.storage import open_storage
 
 def write_journal(path: Path, last_attr: Any) -> None:
     """Two studies, finished and pruned trials, and a running trial whose attr is last."""
-    storage = open_storage(str(path))
+    storage = open_storage(str(path), create=True)
     other = optuna.create_study(storage=storage, study_name="other")
     other.set_user_attr("sweep_yaml", "method: random")
     study = optuna.create_study(storage=storage, study_name="durable", direction="maximize")
@@ -82,22 +84,30 @@ def check_torn_copies(
     torn = tmp_path / "torn.journal"
     offsets = range(len(last)) if cuts is None else cuts
     for cut in offsets:
-        torn.write_bytes(head + last[:cut])
-        got = contents(open_storage(str(torn)))
+        written = head + last[:cut]
+        torn.write_bytes(written)
+        assert contents(open_storage(str(torn))) == before_last, cut  # a torn record is skipped
+        assert torn.read_bytes() == written, cut  # opening wrote nothing
+        assert len(capsys.readouterr().err.splitlines()) == (1 if cut else 0), cut
+        # The next write repairs: the record that lost only its line end is kept, else dropped.
+        other = optuna.load_study(study_name="other", storage=open_storage(str(torn)))
+        other.set_user_attr("n", cut)
         err = capsys.readouterr().err
-        if cut == len(last) - 1:  # only the line end was lost: the record is whole
-            assert got == everything, cut
+        whole = cut == len(last) - 1  # only the line end was lost: the record is whole
+        kept = data if whole else head
+        assert torn.read_bytes().startswith(kept) and torn.read_bytes().count(b"\n") == (
+            kept.count(b"\n") + 1
+        ), cut
+        if whole:
             assert "ended its last record" in err
-            assert torn.read_bytes() == data
         else:
-            assert got == before_last, cut
-            assert torn.read_bytes() == head
             assert ("dropped its torn last record" in err) == (cut > 0), (cut, err)
-        assert len(err.splitlines()) == (1 if cut else 0)
-        assert contents(optuna_alone(torn)) == got  # Optuna alone reads the repaired file
-    # The repaired journal takes new records, and Optuna alone reads them.
-    optuna.load_study(study_name="other", storage=open_storage(str(torn))).set_user_attr("n", 1)
-    assert optuna.load_study(study_name="other", storage=optuna_alone(torn)).user_attrs["n"] == 1
+        expected = everything if whole else before_last
+        assert contents(optuna_alone(torn))[1:] == expected[1:], cut  # "other" got an attr
+        assert optuna.load_study(study_name="other", storage=optuna_alone(torn)).user_attrs == {
+            **expected[0][2],
+            "n": cut,
+        }
     return len(offsets)
 
 

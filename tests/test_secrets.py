@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -200,6 +203,39 @@ def test_mask_hides_the_password_of_every_url_form(text: str, shown: str) -> Non
     assert mask(text) == shown
 
 
+@pytest.mark.parametrize(
+    "text,shown",
+    [
+        ("token: expected a number", "token: expected a number"),  # a sentence, kept
+        ("passwd: see the manual", "passwd: see the manual"),
+        ("auth: failed, password: hunter2", "auth: failed, password: ***"),
+        ("token: abc", "token: ***"),  # a word that ends the line: a value
+        ("password: hunter2 is wrong", "password: *** is wrong"),  # not a plain word
+        ("password: Secret is wrong", "password: *** is wrong"),
+        ('{"token": "abc def"}', '{"token": "*** def"}'),  # quoted: a value
+        ("api_key=expected a number", "api_key=*** a number"),  # after `=`: always a value
+    ],
+)
+def test_mask_tells_a_sentence_from_a_secret(text: str, shown: str) -> None:
+    assert mask(text) == shown
+
+
+def test_what_a_driver_echoes_of_a_misread_password_is_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # libpq ends the password at the first `@` and names the rest as the host it cannot find.
+    monkeypatch.setenv("KMNIST_SWEEP_STORAGE", "postgresql://u:TOPX@SECRETPART@127.0.0.1/db")
+    echoed = 'could not translate host name "SECRETPART@127.0.0.1" to address'
+    assert mask(echoed) == 'could not translate host name "***@127.0.0.1" to address'
+    # redis-py (urllib) ends the authority at a raw `/`: it reads `b` as the port.
+    monkeypatch.setenv("KMNIST_SWEEP_STORAGE", "redis://:a1b2/PORTPART@127.0.0.1/0")
+    assert "PORTPART" not in mask("invalid literal for int() with base 10: 'PORTPART@127.0.0.1'")
+    # A word on the command line is one URL to its end, a space in its password included.
+    assert mask_argv(["--storage=postgresql://u:Sp4ce Secret@h/db"]) == [
+        "--storage=postgresql://u:***@h/db"
+    ]
+
+
 def test_mask_hides_known_keys_in_every_form(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -229,3 +265,143 @@ def test_mask_argv_masks_each_word() -> None:
     assert shown[:4] == argv[:4]
     assert leaks(" ".join(shown).encode()) == []
     assert shown[4] == f"postgresql://postgres:***@{HOST}"
+
+
+# -- every storage kind x every password form x every place a storage URL is echoed ----------
+TABLE_TAG = uuid.uuid4().hex[:12]  # in both halves of every password: it must never show
+TABLE_SWEEP = {**KNN, "name": f"secrets-table-{uuid.uuid4().hex[:6]}"}
+REDIS_USER = f"kmnist-{uuid.uuid4().hex[:6]}"  # an ACL user that takes any password, as trust
+
+
+def pw(raw: str = "") -> str:
+    """A password with `raw` in its middle."""
+    return f"a{TABLE_TAG}{raw}b{TABLE_TAG}"
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str
+    form: str
+    storage: str  # {addr}: 127.0.0.1:PORT; {port}: PORT (the server's, or a closed one)
+    expect: str  # "created"; "refused: <words>"; "either" (the host decides: IPv6, Redis auth)
+    env: tuple[tuple[str, str], ...] = ()
+
+
+PG = "postgresql://postgres"
+RD = f"redis://{REDIS_USER}"
+ROWS = [
+    Row("journal", "path, passwords in the environment", "{folder}/sweeps.journal", "created",
+        (("PGPASSWORD", pw()), ("REDISCLI_AUTH", pw("-")))),
+    Row("journal", "libpq keyword string", f"host=127.0.0.1 password={pw()} dbname=test",
+        "refused: libpq connection string"),
+    Row("journal", "libpq keyword string, quoted", f"host=127.0.0.1 password='{pw(' ')}'",
+        "refused: libpq connection string"),
+    Row("postgresql", "plain", f"{PG}:{pw()}@{{addr}}/test", "created"),
+    Row("postgresql", "a space", f"{PG}:{pw(' ')}@{{addr}}/test", "created"),
+    Row("postgresql", "a raw :", f"{PG}:{pw(':')}@{{addr}}/test", "created"),
+    Row("postgresql", "a raw /", f"{PG}:{pw('/')}@{{addr}}/test", "created"),
+    Row("postgresql", "a raw @", f"{PG}:{pw('@')}@{{addr}}/test", "refused: percent-encode"),
+    Row("postgresql", "percent-encoded", f"{PG}:{quote(pw('@: /'), safe='')}@{{addr}}/test",
+        "created"),
+    Row("postgresql", "query string", f"{PG}@{{addr}}/test?password={pw()}", "created"),
+    Row("postgresql", "PGPASSWORD", f"{PG}@{{addr}}/test", "created", (("PGPASSWORD", pw()),)),
+    Row("postgresql", "IPv6 host", f"{PG}:{pw()}@[::1]:{{port}}/test", "either"),
+    Row("redis", "no user", f"redis://:{pw()}@{{addr}}/12", "either"),
+    Row("redis", "plain", f"{RD}:{pw()}@{{addr}}/12", "created"),
+    Row("redis", "a space", f"{RD}:{pw(' ')}@{{addr}}/12", "created"),
+    Row("redis", "a raw :", f"{RD}:{pw(':')}@{{addr}}/12", "created"),
+    Row("redis", "a raw @", f"{RD}:{pw('@')}@{{addr}}/12", "created"),
+    Row("redis", "a raw /", f"{RD}:{pw('/')}@{{addr}}/12", "refused: percent-encode"),
+    Row("redis", "percent-encoded", f"{RD}:{quote(pw('@: /'), safe='')}@{{addr}}/12", "created"),
+    Row("redis", "query string", f"{RD}@{{addr}}/12?password={pw()}", "created"),
+    Row("redis", "IPv6 host", f"{RD}:{pw()}@[::1]:{{port}}/12", "either"),
+]  # fmt: skip
+PORTS = {"journal": 0, "postgresql": 5432, "redis": 6379}
+
+
+def storage_of(row: Row, folder: Path, up: bool) -> str:
+    """The row's storage, reachable or not (a closed port; a journal in a missing folder)."""
+    port = PORTS[row.kind] if up else 1
+    where = folder if up else folder / "missing"
+    return row.storage.format(addr=f"127.0.0.1:{port}", port=port, folder=where)
+
+
+def assert_nothing_shown(proc: subprocess.CompletedProcess[str]) -> None:
+    text = proc.stdout + proc.stderr
+    assert TABLE_TAG not in text and "Traceback" not in text, text
+    assert [p for s in (pw(), pw(" ")) for p in forms(s) if p in text.encode()] == []
+
+
+def assert_one_masked_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(f in lines[0] for f in fragments), proc.stderr
+    assert_nothing_shown(proc)
+
+
+@pytest.fixture(scope="module")
+def table_servers() -> Iterator[None]:
+    """A Redis user that takes any password (as PostgreSQL's trust auth here), and nothing of
+    the table's sweeps left behind."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/12")
+    client.flushdb()
+    client.execute_command("ACL", "SETUSER", REDIS_USER, "on", "nopass", "~*", "&*", "+@all")
+    yield
+    client.execute_command("ACL", "DELUSER", REDIS_USER)
+    client.flushdb()
+    storage = open_storage(POSTGRES_URL)
+    for summary in optuna.get_all_study_summaries(storage):
+        if summary.study_name.startswith(TABLE_SWEEP["name"]):
+            optuna.delete_study(study_name=summary.study_name, storage=storage)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.kind}: {row.form}")
+def test_no_storage_password_shows_where_a_storage_is_echoed(
+    row: Row, tmp_path: Path, table_servers: None
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KMNIST_SWEEP_STORAGE"} | dict(row.env)
+    up, down = storage_of(row, tmp_path, up=True), storage_of(row, tmp_path, up=False)
+    spec = tmp_path / "knn.yaml"
+    spec.write_text(yaml.safe_dump(TABLE_SWEEP), encoding="utf-8")
+
+    def run(*args: str, storage: str | None = None) -> subprocess.CompletedProcess[str]:
+        extra = {"KMNIST_SWEEP_STORAGE": storage} if storage else {}
+        return subprocess.run(
+            [*CLI, *args], env=env | extra, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    # create's hint line (or its one refusal), the storage given on the command line
+    created = run("create", str(spec), "--backend", "optuna", "--storage", up)
+    assert_nothing_shown(created)
+    if row.expect.startswith("refused"):
+        assert_one_masked_line(created, row.expect.split(": ", 1)[1])
+    elif created.returncode == 0 or row.expect == "created":
+        assert created.returncode == 0, created.stderr
+        (hint,) = [line for line in created.stderr.splitlines() if "start agents with" in line]
+        assert ("***" in hint) == (TABLE_TAG in up), hint  # masked where it was written
+    else:
+        assert_one_masked_line(created, "sweep storage")
+    # ls's error from a server that is not there, the storage on the command line ...
+    assert_one_masked_line(run("ls", f"--storage={down}"), "sweep storage")
+    # ... and status's, the storage in $KMNIST_SWEEP_STORAGE
+    assert_one_masked_line(run("status", "s-1", storage=down), "sweep storage")
+    # the argv a W&B run records (`wandb sync` uploads it): the CLI masks its own once parsed
+    recorded = subprocess.run(
+        [
+            *CLI[:1],
+            "-c",
+            "import json, sys; from kmnist.cli.app import hide_secrets; "
+            "hide_secrets(sys.argv[1:]); print(json.dumps(sys.argv))",
+            "--storage",
+            up,
+            f"--storage={down}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert_nothing_shown(recorded)
+    assert len(json.loads(recorded.stdout)) == 4

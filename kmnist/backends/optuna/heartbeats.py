@@ -7,11 +7,13 @@ database's clock, the one Optuna's reaper compares against.
 
 The window is Optuna's `heartbeat_interval` and `grace_period`; KMNIST_HEARTBEAT_SECONDS and
 KMNIST_HEARTBEAT_GRACE_SECONDS override them (a host that pauses VMs for long wants a longer
-grace; tests want a short one).
+grace; tests want a short one). Each must be a finite number of seconds in its range: `inf` or
+`1e30` would overflow the heartbeat thread's wait and kill it, so the trial would run with none.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 from optuna.storages import RDBStorage
@@ -21,16 +23,21 @@ from kmnist.errors import UserError
 
 INTERVAL_ENV = "KMNIST_HEARTBEAT_SECONDS"
 GRACE_ENV = "KMNIST_HEARTBEAT_GRACE_SECONDS"
+RANGES = {INTERVAL_ENV: (1, 3600), GRACE_ENV: (1, 7 * 24 * 3600)}  # seconds; a week of grace
+
+
+def window() -> tuple[int | None, int | None]:
+    """(interval, grace) from the environment, None where unset; UserError for a bad value."""
+    return _seconds(INTERVAL_ENV), _seconds(GRACE_ENV)
 
 
 def apply_window(storage: RDBStorage) -> None:
     """The heartbeat interval and grace period from the environment, when set there."""
-    interval = _seconds(INTERVAL_ENV)
-    grace = _seconds(GRACE_ENV)
+    interval, grace = window()
     if interval is not None:
-        storage.heartbeat_interval = max(1, round(interval))
+        storage.heartbeat_interval = interval
     if grace is not None:
-        storage.grace_period = max(1, round(grace))
+        storage.grace_period = grace
 
 
 def interval(storage: RDBStorage) -> float:
@@ -47,14 +54,19 @@ def silences(storage: RDBStorage, study_id: int) -> dict[int, float | None]:
     return private.heartbeat_silences(storage, study_id)
 
 
-def _seconds(name: str) -> float | None:
+def _seconds(name: str) -> int | None:
+    """The variable's whole seconds; a value outside its range (nan, inf, abc) is refused."""
     value = os.environ.get(name, "").strip()
     if not value:
         return None
+    low, high = RANGES[name]
     try:
         seconds = float(value)
     except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise UserError(f"{name}={value!r}: expected a number of seconds above 0")
-    return seconds
+        seconds = math.nan
+    if not low <= seconds <= high:  # false for nan too
+        raise UserError(
+            f"{name}={value!r}: expected a number of seconds from {low} to {high}; "
+            f"unset it for the default"
+        )
+    return round(seconds)

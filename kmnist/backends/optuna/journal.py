@@ -5,11 +5,18 @@ full disk, a quota, power loss, a crash between two `write` calls) leaves a last
 line end; Optuna then glues the next record onto it, and from then on every reader fails with a
 decode error. Here:
 
+- a file is taken for a journal only from its content, before anything is written: empty, or a
+  first line that is one of Optuna's records (or, with no line end yet, the start of one).
+  Anything else (notes, a config, binary data) is a UserError naming it, left byte for byte; a
+  folder, fifo, device or socket is refused before it is opened for reading, and a missing file
+  is made only by `create`, in a folder that exists;
 - an append takes the journal's lock, drops a torn last line it finds there (under the lock
   only a writer that died can have left one), writes its record, fsyncs it, and, if the write
-  fails, truncates the file back to where it was: a failed write leaves nothing behind;
-- opening a journal whose last line is torn repairs it under the same lock and says so on
-  stderr, so a concurrent writer is never cut;
+  fails, truncates the file back to where it was: a failed write leaves nothing behind; it says
+  on stderr what it repaired;
+- opening never writes: a command that only reads (`ls`, `status`, `leaderboard`...) reads
+  around a torn last line and says so in one line (unless a writer holds the lock: a record
+  being appended is not torn);
 - a line in the journal that is not one of Optuna's records is a UserError naming the line:
   nothing is rewritten, and the records before it are shown to be intact;
 - a journal that cannot be read or written is a UserError (exit 2: set up wrong) until it has
@@ -26,6 +33,8 @@ import errno
 import json
 import os
 import random
+import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -68,15 +77,12 @@ class CorruptJournal(UserError):
 class JournalFile(JournalFileBackend):
     """A journal file that repairs a torn last record and never leaves a partial one."""
 
-    def __init__(self, path: Path, say: Callable[[str], None] = _stderr) -> None:
-        if path.is_dir():
-            raise UserError(
-                f"sweep storage {path} is a folder: give a journal file, "
-                f"such as {path / 'sweeps.journal'}"
-            )
+    def __init__(
+        self, path: Path, create: bool = False, say: Callable[[str], None] = _stderr
+    ) -> None:
         self.path, self._say, self._sync = path, say, SYNC
         self._worked: set[str] = set()  # "read", "write": what this process has done here
-        created = not path.exists()
+        created = self._check(create)
         try:
             # Creates the file when missing; O_EXCL lock files work on any filesystem.
             super().__init__(str(path), lock_obj=FairLock(str(path)))
@@ -84,7 +90,55 @@ class JournalFile(JournalFileBackend):
                 _fsync_folder(path.parent)  # the new file's name is durable too
         except OSError as exc:
             raise self._fault(exc, "create") from None
-        self._repair_on_open()
+        if not created:
+            self._note_torn_tail()
+
+    def _check(self, create: bool) -> bool:
+        """True if the journal is to be made; UserError unless the path is a journal file or,
+        for `create`, a new one in a folder that exists. Reads only, and never blocks."""
+        path, folder = self.path, self.path.parent
+        if not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist"
+            raise UserError(
+                f"cannot open sweep storage {path}: {folder} {why}; give a journal path in an "
+                "existing folder"
+            )
+        try:
+            kind = _kind(os.stat(path).st_mode)
+        except FileNotFoundError:
+            if create:
+                return True
+            raise UserError(
+                f"no sweep storage at {path} (no such file): check the path; "
+                f"`kmnist-sweep create SWEEP.yaml --storage {path}` starts a new one"
+            ) from None
+        except OSError as exc:
+            raise self._fault(exc, "read") from None
+        if kind == "folder":
+            raise UserError(
+                f"sweep storage {path} is a folder: give a journal file, "
+                f"such as {path / 'sweeps.journal'}"
+            )
+        if kind != "file":
+            raise UserError(
+                f"sweep storage {path} is a {kind}, not a file: give the path of a journal file "
+                "(or a new path, for `create`)"
+            )
+        self._refuse_what_is_not_a_journal()
+        return False
+
+    def _refuse_what_is_not_a_journal(self) -> None:
+        try:
+            head, whole = _head(self.path)
+        except OSError as exc:
+            raise self._fault(exc, "read") from None
+        why = _not_a_journal(head, whole)
+        if why:
+            raise UserError(
+                f"sweep storage {self.path} is not a sweep journal (line 1 is {why}); it was left "
+                "as it is: give a journal file's path, a new path to start one, or restore a "
+                "backup"
+            )
 
     # -- reading -----------------------------------------------------------------------------
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
@@ -153,21 +207,25 @@ class JournalFile(JournalFileBackend):
         return self._sync == "append"
 
     # -- torn last records -------------------------------------------------------------------
-    def _repair_on_open(self) -> None:
-        try:
-            whole = _ends_whole(self.path)
-        except OSError as exc:
-            raise self._fault(exc, "read") from None
-        if whole:
+    def _note_torn_tail(self) -> None:
+        """One line if the journal ends in a torn record, which readers skip and the next
+        writer drops (or ends, if only its line end was lost). Nothing is written here."""
+        if os.path.exists(f"{self.path}.lock"):  # a writer may be appending right now
             return
         try:
-            with self._locked(), self._opened() as fd:
-                self._repair(fd)
-        except UserError:  # read-only: readers skip the torn line; only writers need it gone
-            self._say(
-                f"note: sweep storage {self.path} ends in a torn record that cannot be "
-                "removed here (read-only); it is ignored"
-            )
+            tail = _torn_tail(self.path)
+        except OSError as exc:
+            raise self._fault(exc, "read") from None
+        if tail is None:
+            return
+        what = (
+            "a last record that lost its line end: it is not read until the first write to "
+            "the journal ends it"
+            if _is_record(tail)
+            else f"a torn record ({len(tail)} bytes, left by an interrupted write): it is "
+            "ignored, and the first write to the journal drops it"
+        )
+        self._say(f"note: sweep storage {self.path} ends in {what}")
 
     def _repair(self, fd: int) -> int:
         """Drop the torn last line, or end a whole last record; the size after. Under lock."""
@@ -300,11 +358,71 @@ class CheckedJournalStorage(JournalStorage):
                 raise CorruptJournal(backend.path, replay.log_number_read, why) from None
 
 
-def _ends_whole(path: Path) -> bool:
-    """True if the file is empty or ends with a line end (read without the lock)."""
+_HEAD_LIMIT = 1 << 20  # a journal's first record (a study created) is far shorter
+_RECORD_START = b'{"op_code":'  # how Optuna writes every record (json.dumps, op_code first)
+
+
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISREG: "file",
+        stat.S_ISDIR: "folder",
+        stat.S_ISFIFO: "fifo",
+        stat.S_ISSOCK: "socket",
+        stat.S_ISCHR: "character device",
+        stat.S_ISBLK: "block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
+
+
+def _head(path: Path) -> tuple[bytes, bool]:
+    """The file's first line (at most _HEAD_LIMIT bytes) and whether it ended with a line end.
+
+    O_NONBLOCK: a fifo put there since it was checked fails the check below, never blocks.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        head = b""
+        while len(head) < _HEAD_LIMIT and b"\n" not in head:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            head += chunk
+    finally:
+        os.close(fd)
+    line, newline, _ = head.partition(b"\n")
+    return line, bool(newline)
+
+
+def _not_a_journal(line: bytes, whole: bool) -> str | None:
+    """Why a file whose first line is `line` is no journal, or None if it is (or is empty)."""
+    if not whole:  # one line, no line end: a journal whose first record is being written
+        start = re.sub(rb"\s", b"", line[: 4 * len(_RECORD_START)])
+        if not line or start.startswith(_RECORD_START) or _RECORD_START.startswith(start):
+            return None
+        if len(line) >= _HEAD_LIMIT:
+            return f"longer than {_HEAD_LIMIT >> 20} MiB"
+        return "not the start of an Optuna journal record"
+    try:
+        record = json.loads(line)
+    except ValueError as exc:  # not JSON, or not UTF-8
+        return f"not a JSON record ({first_line(exc)})"
+    if not isinstance(record, dict) or not isinstance(record.get("worker_id"), str):
+        return "not an Optuna journal record"
+    if record.get("op_code") not in OP_CODES:
+        return f"a record of unknown kind (op_code {record.get('op_code')!r})"
+    return None
+
+
+def _torn_tail(path: Path) -> bytes | None:
+    """The last line if it has no line end, else None (read without the lock)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        return size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n"
+        if size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n":
+            return None
+        start = _last_line_start(f.fileno(), size)
+        return os.pread(f.fileno(), size - start, start)
 
 
 def _last_line_start(fd: int, size: int) -> int:

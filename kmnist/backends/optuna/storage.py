@@ -1,13 +1,19 @@
 """Where Optuna studies live: one URL, resolved to an Optuna storage.
 
 - no URL: a journal file under the user's data dir (many agents on one host, no server);
-- a path or `file:` URL: a journal file there (`journal.py`: torn records repaired, full disks
-  handled, every record fsynced);
+- a path or `file:` URL: a journal file there (`journal.py`: a regular file that holds a
+  journal, or a new one `create` makes in a folder that exists; torn records repaired by the
+  next writer, full disks handled, every record fsynced);
 - `postgresql://...` (or any SQLAlchemy URL, e.g. `mysql://`, `sqlite:///`): Optuna's RDB
   storage, with heartbeats so a trial whose host died is failed and run again; a connection the
-  server closed while idle is replaced at its next use, and a database that stops answering
-  mid-use is a StorageFault (`answering`);
-- `redis://...`: the journal on Redis.
+  server closed while idle is replaced at its next use, a server that stops answering ends each
+  call within seconds (`deadlines`), and a database that fails mid-use is a StorageFault
+  (`answering`);
+- `redis://...`: the journal on Redis, its calls bounded the same way.
+
+A storage that a driver would read otherwise than written is refused before any driver sees it
+(`refuse_misread`): a libpq keyword string, or a password with a raw `@` (SQLAlchemy and libpq
+end the password at the first `@` and would echo the rest as the host name).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import contextlib
 import copy
 import importlib.util
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
 
 import optuna
 import platformdirs
@@ -27,15 +35,18 @@ import sqlalchemy.exc
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import (
     BaseStorage,
+    InMemoryStorage,
     JournalStorage,
     RDBStorage,
     RetryHeartbeatStaleTrialCallback,
 )
 from optuna.storages.journal import JournalRedisBackend
+from sqlalchemy.engine import make_url
 
+from kmnist.backends.optuna import deadlines, heartbeats
 from kmnist.backends.optuna.journal import NO_SPACE, CheckedJournalStorage, JournalFile
 from kmnist.errors import StorageFault, UserError, first_line
-from kmnist.masking import mask
+from kmnist.masking import mask, mask_word, url_password
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -80,30 +91,25 @@ def journal_path(url: str) -> Path | None:
     return None
 
 
-def open_storage(url: str | None = None) -> BaseStorage:
-    url = storage_url(url)
-    path = journal_path(url)
+def open_storage(url: str | None = None, create: bool = False) -> BaseStorage:
+    """The storage `url` names (else $KMNIST_SWEEP_STORAGE, else the default journal), open.
+
+    Only `create` (a new sweep) may make a journal file; every other command needs one that
+    exists, and never writes to it by opening it. The default journal not made yet reads as an
+    empty storage (no sweeps), and nothing is created.
+    """
+    chosen = storage_url(url)
+    heartbeats.window()  # a bad KMNIST_HEARTBEAT_* is refused by every command, trial or not
+    refuse_misread(chosen)
+    path = journal_path(chosen)
     try:
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return CheckedJournalStorage(JournalFile(path))
-        scheme = url.split("://", 1)[0].split("+", 1)[0]
+            return _journal(path, create, default=not (url or os.environ.get(STORAGE_ENV)))
+        scheme = chosen.split("://", 1)[0].split("+", 1)[0].lower()
         if scheme == "redis":
-            return _redis_journal(url)
+            return _redis_journal(chosen)
         if scheme in RDB_SCHEMES:
-            # Heartbeats are "experimental" in Optuna: a warning per command otherwise.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                return RDBStorage(
-                    sqlalchemy_url(url),
-                    # An agent's connections sit idle through each epoch: one the server
-                    # closed meanwhile (a restart, pg_terminate_backend, an idle timeout) is
-                    # found and replaced when next taken from the pool, before any write.
-                    engine_kwargs={"pool_pre_ping": True},
-                    heartbeat_interval=HEARTBEAT_SECONDS,
-                    grace_period=GRACE_SECONDS,
-                    heartbeat_stale_trial_callback=RETRY,
-                )
+            return _database(chosen)
     except (
         OSError,
         ImportError,
@@ -114,11 +120,92 @@ def open_storage(url: str | None = None) -> BaseStorage:
     ) as exc:
         reason = first_line(getattr(exc, "orig", None) or exc)  # the driver's own message
         if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            raise StorageFault(f"cannot create sweep storage {mask(url)}: {reason}") from None
-        raise UserError(f"cannot open sweep storage {mask(url)}: {reason}") from None
+            raise StorageFault(f"cannot create sweep storage {mask(chosen)}: {reason}") from None
+        raise UserError(f"cannot open sweep storage {mask(chosen)}: {reason}") from None
     raise UserError(
-        f"unknown storage URL {mask(url)}: use a file path, postgresql://... or redis://..."
+        f"unknown storage URL {mask(chosen)}: use a file path, postgresql://... or redis://..."
     )
+
+
+def _journal(path: Path, create: bool, default: bool) -> BaseStorage:
+    if default and not create and not path.exists():
+        return InMemoryStorage()  # no sweep made yet: nothing to list, nothing to write
+    if default and create:
+        path.parent.mkdir(parents=True, exist_ok=True)  # the user data dir, on first use
+    return CheckedJournalStorage(JournalFile(path, create=create))
+
+
+def _database(url: str) -> RDBStorage:
+    """Optuna's RDB storage, each call bounded in time (`deadlines`), with heartbeats."""
+    interval, grace = heartbeats.window()
+    # Heartbeats are "experimental" in Optuna: a warning per command otherwise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(
+            sqlalchemy_url(url),
+            # An agent's connections sit idle through each epoch: one the server closed
+            # meanwhile (a restart, pg_terminate_backend, an idle timeout) is found and
+            # replaced when next taken from the pool, before any write.
+            engine_kwargs={"pool_pre_ping": True, **_bounds(url)},
+            heartbeat_interval=interval or HEARTBEAT_SECONDS,
+            grace_period=grace or GRACE_SECONDS,
+            heartbeat_stale_trial_callback=RETRY,
+        )
+
+
+def _bounds(url: str) -> dict[str, Any]:
+    """Connection arguments that bound every call on a PostgreSQL server (`deadlines`)."""
+    parsed = make_url(sqlalchemy_url(url))
+    if parsed.get_backend_name() != "postgresql":
+        return {}
+    if parsed.get_driver_name() == "psycopg2":
+        deadlines.bound_psycopg2()
+    return {"connect_args": deadlines.postgres_connect_args(dict(parsed.query))}
+
+
+# libpq's connection keywords: a storage "path" made of `keyword=value` words is a libpq
+# connection string, which would otherwise become a journal file named after its password.
+_LIBPQ_KEYWORD = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode|options|"
+    r"connect_timeout|application_name|target_session_attrs)\s*="
+)
+_RAW_IN_PASSWORD = "@/?#[]"  # where a driver may end a password written raw
+
+
+def refuse_misread(url: str) -> None:
+    """UserError for a storage that would be read otherwise than the user meant: a libpq
+    keyword string, or a URL whose password a driver would cut at a raw `@`, `/`, `?`, `#`."""
+    if "://" not in url and _LIBPQ_KEYWORD.search(url):
+        raise UserError(
+            f"sweep storage {mask(url)} is a libpq connection string, which is not supported: "
+            "write it as a URL, postgresql://USER@HOST:PORT/DBNAME, with the password in "
+            "PGPASSWORD or written as USER:PASSWORD@ (@ : / in it percent-encoded)"
+        )
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower() if "://" in url else ""
+    written = url_password(url)
+    if written is None or scheme in ("", "file", "sqlite"):  # a path may hold `:` and `@`
+        return
+    if _driver_password(url) == unquote(written):
+        return
+    raw = " ".join(c for c in _RAW_IN_PASSWORD if c in written) or "character"
+    encoded = ", ".join(f"{c} as {quote(c, safe='')}" for c in _RAW_IN_PASSWORD if c in written)
+    raise UserError(
+        f"sweep storage {mask_word(url)}: its password holds a raw {raw}, where the driver "
+        f"would cut it: percent-encode it in the URL ({encoded or 'see RFC 3986'})"
+    )
+
+
+def _driver_password(url: str) -> str | None:
+    """The password as the storage's driver will read it: SQLAlchemy for a database (and so
+    psycopg2), urllib for redis-py and the rest; None where it cannot read the URL at all."""
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+    try:
+        if scheme in RDB_SCHEMES:
+            return make_url(sqlalchemy_url(url)).password
+        password = urlsplit(url).password
+    except (ValueError, sqlalchemy.exc.ArgumentError):
+        return None
+    return None if password is None else unquote(password)
 
 
 def _redis_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
@@ -141,10 +228,12 @@ def _redis_journal(url: str) -> JournalStorage:
         raise UserError(f"sweep storage {mask(url)} needs redis-py: `pip install redis`")
     import redis
 
-    redis.Redis.from_url(url).ping()
+    # A silent server: one line, not a hang (the URL's own timeouts win).
+    redis.Redis.from_url(url, **deadlines.REDIS_PING).ping()
+    bounded = deadlines.bounded_redis_url(url)
     with warnings.catch_warnings():  # "experimental" in Optuna: no warning a user can act on
         warnings.simplefilter("ignore", ExperimentalWarning)
-        return JournalStorage(JournalRedisBackend(url))
+        return JournalStorage(JournalRedisBackend(bounded))
 
 
 def sqlalchemy_url(url: str) -> str:
