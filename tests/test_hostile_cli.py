@@ -8,19 +8,27 @@ trial whatever a reason holds. Each case runs the real command on real files.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import resource
+import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error
-from engine_util import KNN_SWEEP, cli, sweep_file
+from engine_util import KNN_SWEEP, cli, create, sweep_file
 
+from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.cli import main
 
 # Each is rich markup or an emoji code: a MarkupError, a swallowed tag, or a changed text.
 MARKUP = ["[/x]", "[red]zz", "[bold]b[/bold]", ":smile:", "[link=http://e.x]y"]
+QUIET = ("--quiet", "--threads", "1", "--wandb", "off")
 
 
 def invoke(*args: str) -> subprocess.CompletedProcess[str]:
@@ -32,10 +40,10 @@ def invoke(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
-# -- 1. rich markup in user text ----------------------------------------------------------------
+# -- 1. rich markup in user text -------------------------------------------------------------------
 @pytest.mark.parametrize("text", MARKUP)
-def test_markup_in_a_sweep_id_is_printed_as_given(tmp_path: Path, text: str) -> None:
-    journal = str(tmp_path / "sweeps.journal")
+def test_markup_in_a_sweep_id_is_printed_as_given(hostile: tuple[str, str], text: str) -> None:
+    _, journal = hostile
     for command in ("status", "leaderboard", "stop", "ensemble"):
         assert_one_line_error(cli(command, text, "--storage", journal), text)
 
@@ -101,3 +109,178 @@ def test_a_count_that_would_fork_without_end_is_one_line(words: Sequence[str]) -
 
 def test_sync_timeout_nan_is_one_line_from_the_shell() -> None:
     assert_one_line_error(cli("sync", "s", "--timeout", "nan"), "--timeout", "nan")
+
+
+# -- a sweep with hostile failure reasons and a nested parameter group -----------------------------
+# Each splits a naive table: a pipe, line breaks, HTML, an escaped pipe, markup.
+REASONS = ["a | b", "line 1\nline 2\r\nline 3", "<script>x</script> &amp;", "back\\|slash", "[/x]"]
+NESTED_KNN = {
+    "name": "knn-nested",
+    "method": "random",
+    "metric": {"name": "val/accuracy", "goal": "maximize"},
+    "run_cap": 2 + len(REASONS),
+    "parameters": {
+        "model": {"value": "knn"},
+        "train_size": {"value": 1000},
+        "val_fraction": {"value": 0.05},
+        "grp": {"parameters": {"k": {"values": [1, 3]}, "weights": {"value": "distance"}}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory, kmnist_dir: Path) -> tuple[str, str]:
+    """(sweep id, journal): two kNN trials run by a real agent (artifacts kept), then one
+    failed trial per hostile reason, recorded as an agent records a crash."""
+    folder = tmp_path_factory.mktemp("hostile")
+    journal = str(folder / "sweeps.journal")
+    sweep_id = create(sweep_file(folder, NESTED_KNN), journal)
+    agent = cli("agent", sweep_id, "--storage", journal, "--count", "2", *QUIET)
+    assert agent.returncode == 0, agent.stderr
+    sweep = OptunaSweep(sweep_id, journal)
+    for reason in REASONS:
+        sweep.finish(sweep.next_trial(), "failed", {}, [], reason)
+    sweep.close()
+    return sweep_id, journal
+
+
+# -- 7. tables keep one row per trial --------------------------------------------------------------
+def markdown_cells(line: str) -> list[str]:
+    """A GitHub table row's cells: a pipe ends a cell unless a backslash escapes it."""
+    cells, cell, chars = [], "", iter(line.strip()[1:-1])
+    for char in chars:
+        if char == "\\":
+            cell += char + next(chars, "")
+        elif char == "|":
+            cells, cell = [*cells, cell], ""
+        else:
+            cell += char
+    return [*cells, cell]
+
+
+def test_markdown_leaderboard_keeps_one_row_per_trial(hostile: tuple[str, str]) -> None:
+    sweep_id, journal = hostile
+    done = cli("leaderboard", sweep_id, "--storage", journal, "--format", "markdown")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 + 2 + len(REASONS)  # header, rule, a line per trial
+    width = len(markdown_cells(lines[0]))
+    assert all(len(markdown_cells(line)) == width for line in lines[2:])
+    reasons = [markdown_cells(line)[-1].strip() for line in lines[-len(REASONS) :]]
+    assert "a \\| b" in reasons and "line 1<br>line 2<br>line 3" in reasons
+    assert "back\\\\\\|slash" in reasons
+
+
+class _Table(HTMLParser):
+    """The first table of a page: its rows, each a list of cell texts (<br> read as \\n)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.depth, self.done, self.cell = 0, False, None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if self.done:
+            return
+        self.depth += tag == "table"
+        if self.depth and tag == "tr":
+            self.rows.append([])
+        elif self.depth and tag in ("td", "th"):
+            self.cell = ""
+        elif self.cell is not None and tag == "br":
+            self.cell += "\n"
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.depth and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(self.cell)
+            self.cell = None
+        elif tag == "table" and self.depth:
+            self.depth, self.done = 0, True
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell += data
+
+
+def test_report_table_keeps_one_row_per_trial_and_escapes_html(
+    hostile: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = hostile
+    done = cli("report", sweep_id, "--storage", journal, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / f"{sweep_id}.html").read_text(encoding="utf-8")
+    assert "<script>x</script>" not in page
+    table = _Table()
+    table.feed(page)
+    header, *rows = table.rows
+    assert len(rows) == 2 + len(REASONS)
+    assert all(len(row) == len(header) for row in rows)
+    shown = {row[header.index("reason")] for row in rows}
+    assert {r.replace("\r\n", "\n") for r in REASONS} <= shown
+
+
+def test_csv_and_rich_leaderboards_keep_every_reason(hostile: tuple[str, str]) -> None:
+    sweep_id, journal = hostile
+    done = cli("leaderboard", sweep_id, "--storage", journal, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(done.stdout, newline="")))
+    # (text mode read \r\n back as \n)
+    assert {r.replace("\r\n", "\n") for r in REASONS} <= {row["reason"] for row in rows}
+    table = cli("leaderboard", sweep_id, "--storage", journal)
+    assert table.returncode == 0 and "[/x]" in table.stdout, table.stderr
+
+
+# -- 5. the export's retrain command runs as written -----------------------------------------------
+def test_best_export_retrain_command_is_accepted_by_train(
+    hostile: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = hostile
+    out = tmp_path / "model"
+    done = cli("best", sweep_id, "--storage", journal, "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    winner = json.loads(done.stdout)
+    assert isinstance(winner["config"]["grp"], dict)  # the trial's config keeps its group
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    command = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
+    program, train, *words = shlex.split(command)
+    assert (program, train) == ("kmnist-sweep", "train")
+    assert not any(word.startswith("--grp") for word in words)
+    again = cli("train", *words, "--json")
+    assert again.returncode == 0, again.stderr
+    config = json.loads(again.stdout)["config"]
+    assert config["k"] == winner["config"]["grp"]["k"] and config["weights"] == "distance"
+
+
+# -- 4. results files appear whole or not at all ---------------------------------------------------
+def file_limit(size: int) -> Callable[[], None]:
+    """preexec_fn: no file may grow past `size` bytes (a disk that fills up there)."""
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_report_that_cannot_be_written_keeps_the_earlier_one(
+    hostile: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = hostile
+    first = cli("report", sweep_id, "--storage", journal, "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    page = tmp_path / f"{sweep_id}.html"
+    before = page.read_bytes()
+    full = cli(
+        *("report", sweep_id, "--storage", journal, "--out", str(tmp_path)),
+        preexec_fn=file_limit(64 * 1024),  # plotly.js alone is megabytes
+    )
+    assert_one_line_error(full, f"cannot write the report {page}", "File too large", "kept")
+    assert page.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [page.name]  # no temporary left
+
+
+def test_an_export_that_cannot_be_written_leaves_nothing(
+    hostile: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id, journal = hostile
+    out = tmp_path / "model"
+    proc = cli(
+        *("best", sweep_id, "--storage", journal, "--out", str(out)),
+        preexec_fn=file_limit(512),  # probs.npz does not fit
+    )
+    assert_one_line_error(proc, f"cannot write {out}", "File too large")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import pickle
+import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
 from kmnist.errors import UserError
+from kmnist.results.atomic import new_folder
 from kmnist.trainer.artifacts import Artifact, load_model
+from kmnist.trainer.params import flatten_groups
 
 README = """# {sweep_id}: trial {number}
 
@@ -30,17 +34,22 @@ from pathlib import Path
 import torch
 from kmnist.trainer.artifacts import load_model
 
-model, config = load_model(Path("{folder}"))   # eval mode, on the CPU
+model, config = load_model(Path({folder}))   # eval mode, on the CPU
 # images: uint8 (n, 28, 28) as in the KMNIST npz files
 logits = model(torch.from_numpy(images)[:, None].float() / 255)
 ```
 
-Retrain it from scratch: `kmnist-sweep train {args}`.
+Retrain it from scratch:
+
+```bash
+{retrain}
+```
 """
 
 
 def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
-    """Copy the trial's files into a new folder `out` with a README; never overwrites."""
+    """Copy the trial's files into a new folder `out` with a README; never overwrites, and
+    `out` appears only once complete."""
     if out.exists():
         raise UserError(f"{out}: already exists; name a new folder (nothing was written)")
     if artifact.weights is None and artifact.config.get("model") != "knn":
@@ -51,10 +60,11 @@ def export(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> Path:
     if artifact.weights is not None:
         _check_weights(artifact)
     try:
-        shutil.copytree(artifact.folder, out)
-        (out / "README.md").write_text(_readme(artifact, out, sweep_id, metric), encoding="utf-8")
+        with new_folder(out) as staging:
+            shutil.copytree(artifact.folder, staging, dirs_exist_ok=True)
+            readme = _readme(artifact, out, sweep_id, metric)
+            (staging / "README.md").write_text(readme, encoding="utf-8")
     except OSError as exc:  # a read-only parent, a full disk: no half-written export is left
-        shutil.rmtree(out, ignore_errors=True)
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     return out
 
@@ -77,7 +87,6 @@ def _check_weights(artifact: Artifact) -> None:
 
 def _readme(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> str:
     config = artifact.config
-    args = " ".join(f"--{k}={v}" for k, v in config.items())
     weights = (
         "`weights.pt` is the network's state dict (the weights it was evaluated with)."
         if artifact.weights
@@ -91,9 +100,17 @@ def _readme(artifact: Artifact, out: Path, sweep_id: str, metric: str) -> str:
         value=_fmt(artifact.value),
         test=_fmt(artifact.summary.get("test/accuracy")),
         weights=weights,
-        folder=out,
-        args=args,
+        folder=repr(str(out)),
+        retrain=retrain_command(config),
     )
+
+
+def retrain_command(config: dict[str, Any]) -> str:
+    """The `kmnist-sweep train` line for `config`, as a shell reads it: a nested group's
+    parameters under their own names (the trainer's names are flat; W&B's agent passes a group
+    as one dict literal, which only its entry point takes apart), each word quoted."""
+    words = [f"--{name}={value}" for name, value in flatten_groups(config).items()]
+    return shlex.join(["kmnist-sweep", "train", *words])
 
 
 def _fmt(value: object) -> str:

@@ -90,7 +90,8 @@ def render(
     return _table(data, title)
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
+    """A value as a table cell shows it."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -102,9 +103,17 @@ def _markdown(data: list[dict[str, Any]]) -> str:
     if not data:
         return "_no trials yet_\n"
     header = list(data[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_shown(row[k]) for k in header) + " |" for row in data]
+    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(row[k]) for k in header) + " |" for row in data]
     return "\n".join(lines) + "\n"
+
+
+def markdown_cell(value: Any) -> str:
+    r"""A cell that cannot split its row or its table, whatever a failure reason or a value
+    holds: `\` and `|` escaped (GitHub's tables end a cell at a pipe unless a backslash escapes
+    it, so a reason's own `\|` must become `\\\|`), each line break as `<br>`."""
+    text = shown(value).replace("\\", "\\\\").replace("|", "\\|")
+    return "<br>".join(text.splitlines())
 
 
 def _table(data: list[dict[str, Any]], title: str) -> Table:
@@ -119,5 +128,5 @@ def _table(data: list[dict[str, Any]], title: str) -> Table:
         table.add_column(Text(key), justify=justify)
     for row in data:
         style = "dim" if row["state"].startswith("failed") else None
-        table.add_row(*(Text(_shown(v)) for v in row.values()), style=style)
+        table.add_row(*(Text(shown(v)) for v in row.values()), style=style)
     return table

@@ -10,10 +10,11 @@ import html
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kmnist.backends import Plot, SweepInfo, TrialRecord
 from kmnist.errors import UserError
-from kmnist.results import leaderboard
+from kmnist.results import atomic, leaderboard
 
 
 def write(
@@ -24,20 +25,23 @@ def write(
     extras: Sequence[Plot | str] = (),
 ) -> Path:
     """The page: the leaderboard, the engine's plots, then `extras` (more figures, or ready
-    HTML such as the best trial's pictures)."""
+    HTML such as the best trial's pictures). Written whole or not at all: a report already at
+    that path stays as it was if this one cannot be written."""
     _writable_folder(out_dir)  # before the plots: they take seconds on a big sweep
-    table = leaderboard.render(records, info.goal, info.metric, "markdown")
     page = _PAGE.format(
         title=html.escape(info.sweep_id),
-        table=_html_table(table),
+        table=_html_table(leaderboard.rows(records, info.goal, info.metric)),
         metric=html.escape(info.metric),
         sections=_sections([*plots, *extras]),
     )
     path = out_dir / f"{info.sweep_id}.html"
     try:
-        path.write_text(page, encoding="utf-8")
+        atomic.write_text(path, page)
     except OSError as exc:
-        raise UserError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+        raise UserError(
+            f"cannot write the report {path}: {exc.strerror or exc}; any earlier report there "
+            "is kept as it was (free space, or give --out another folder)"
+        ) from None
     return path
 
 
@@ -74,14 +78,22 @@ def _writable_folder(out_dir: Path) -> None:
         )
 
 
-def _html_table(markdown: str) -> str:
-    lines = [line for line in markdown.strip().splitlines() if not line.startswith("|---")]
-    if len(lines) < 2:
+def _html_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The leaderboard's rows as an HTML table, built from the values themselves (not from
+    a text rendering a reason's `|` or line break could split)."""
+    if not rows:
         return "<p>No trials yet.</p>"
-    cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
-    head = "".join(f"<th>{c}</th>" for c in cells[0])
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+    head = "".join(f"<th>{_html_cell(key)}</th>" for key in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row.values()) + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_cell(value: Any) -> str:
+    """Escaped, each line break kept as <br>."""
+    return "<br>".join(html.escape(line) for line in leaderboard.shown(value).splitlines())
 
 
 _PAGE = """<!DOCTYPE html>
