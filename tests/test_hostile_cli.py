@@ -11,18 +11,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import resource
 import shlex
+import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from click.testing import CliRunner
 from conftest import assert_one_line_error
-from engine_util import KNN_SWEEP, cli, create, sweep_file
+from engine_util import CLI, KNN_SWEEP, cli, create, sweep_file, wait_for
 
+from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.cli import main
 
@@ -284,3 +289,122 @@ def test_an_export_that_cannot_be_written_leaves_nothing(
     )
     assert_one_line_error(proc, f"cannot write {out}", "File too large")
     assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+
+
+# -- 6. a sweep id is a name, not a path -----------------------------------------------------------
+@pytest.mark.parametrize("sweep_id", [".", "..", "../x", "/abs", "", "a/../b", "x/.."])
+def test_sync_refuses_a_path_for_a_sweep_id(tmp_path: Path, sweep_id: str) -> None:
+    # A run where `sync .` would look (WANDB_DIR/./wandb): it must not be listed.
+    plant = tmp_path / "wandb" / "offline-run-20240101_000000-abcd1234"
+    plant.mkdir(parents=True)
+    (plant / "run-abcd1234.wandb").write_bytes(b":W&B\xe1\xbe\x00")
+    for args in (["sync", sweep_id, "--dry-run"], ["sync", sweep_id]):
+        proc = cli(*args, env={**os.environ, "WANDB_DIR": str(tmp_path)})
+        assert_one_line_error(proc, repr(sweep_id), "not a sweep id")
+        assert proc.stdout == ""
+
+
+# -- 3. a full WANDB_DIR -------------------------------------------------------------------------
+WANDB_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+TINY_CNN = ["--model=cnn", "--train_size=100", "--val_fraction=0.01", "--batch_size=100"]
+TINY_CNN += ["--l1_size=2", "--l2_size=2", "--fc1_size=4"]
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `folder` (root only), unmounted afterwards."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Take every free block of `folder`'s disk, as another program would."""
+    with (folder / "filler").open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "full", "64k") as folder:
+        fill(folder)
+        yield folder
+
+
+def with_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, **WANDB_OFFLINE, **extra}
+
+
+def test_train_wandb_into_a_full_folder_is_one_line_before_the_run(full_disk: Path) -> None:
+    proc = cli("train", "--wandb", "--model=knn", env=with_env(WANDB_DIR=str(full_disk)))
+    assert_one_line_error(proc, str(full_disk), "no space left", "WANDB_DIR")
+    assert not (full_disk / "wandb").exists()  # no empty run for `sync` to find
+
+
+def test_agent_wandb_into_a_full_folder_takes_no_trial(full_disk: Path, tmp_path: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP), journal)
+    env = with_env(WANDB_DIR=str(full_disk))
+    proc = cli("agent", sweep_id, "--storage", journal, "--quiet", "--wandb", "offline", env=env)
+    assert_one_line_error(proc, str(full_disk / sweep_id), "no space left")
+    assert open_control(sweep_id, journal).trials() == []
+
+
+def test_a_run_cut_short_by_a_disk_that_fills_is_one_line_exit_1(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "2m") as folder:
+        env = with_env(WANDB_DIR=str(folder))
+        command = [*CLI, "train", "--wandb", *TINY_CNN, "--epochs=5"]
+        proc = subprocess.Popen(command, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        try:  # the disk fills once the run has started, as the epochs are logged
+            wait_for(lambda: list(folder.glob("wandb/*/*.wandb")) or proc.poll(), 120, "a run")
+            fill(folder)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        done = subprocess.CompletedProcess(command, proc.returncode, out, err)
+        line = assert_one_line_error(done, str(folder / "wandb"), "no space left", code=1)
+        assert "cut short" in line or "removed" in line
+        assert "test/accuracy" in out  # the result itself is not lost
+
+
+def test_sync_leaves_out_runs_cut_short(tmp_path: Path) -> None:
+    sweep_id = "knn-cut-abc123"  # the folder an agent of that sweep writes its runs to
+    written = cli(
+        "train",
+        "--wandb",
+        "--model=knn",
+        "--train_size=1000",
+        "--val_fraction=0.05",
+        env=with_env(WANDB_DIR=str(tmp_path / sweep_id)),
+    )
+    assert written.returncode == 0, written.stderr
+    (whole,) = (tmp_path / sweep_id / "wandb").glob("offline-run-*")
+    cut = whole.with_name(whole.name + "-cut")
+    shutil.copytree(whole, cut)
+    (cut_file,) = cut.glob("*.wandb")
+    cut_file.write_bytes(cut_file.read_bytes()[:-40])  # the run's last records never written
+    env = with_env(WANDB_DIR=str(tmp_path))
+    listed = cli("sync", sweep_id, "--dry-run", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [str(whole)]
+    assert "left out 1 offline run(s) cut short" in listed.stderr and str(cut) in listed.stderr
+    (whole_file,) = whole.glob("*.wandb")
+    whole_file.write_bytes(b"")  # a 0-byte run, as a full disk leaves
+    assert_one_line_error(cli("sync", sweep_id, "--dry-run", env=env), "2 cut short", sweep_id)

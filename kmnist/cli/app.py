@@ -118,6 +118,10 @@ def train(
 ) -> None:
     """Train and score one configuration, W&B-agent style: --lr=0.01 --model=cnn ..."""
     config = resolve(parse_overrides(ctx.args))
+    if use_wandb:  # a full or unwritable run folder is one line before seconds of loading
+        from kmnist.backends.wandb.run_files import default_dir, require_room
+
+        require_room(default_dir())
     from kmnist.agent.device import check as check_device  # torch: seconds, after cheap checks
     from kmnist.trainer import train as trainer
 
@@ -129,9 +133,9 @@ def train(
         task = bar.add_task(config["model"], total=epochs, status="")
         reporter = ProgressReporter(bar, task, wandb_run)
         result = trainer.run(config, reporter, device, dataset)
+    _print_result(config, result, as_json)  # first: a run W&B could not save loses no result
     if wandb_run:
         wandb_run.finish(result)
-    _print_result(config, result, as_json)
     if result.status == "failed":
         err_console.print(labelled("Trial failed:", "red", mask(result.reason)))
         sys.exit(1)

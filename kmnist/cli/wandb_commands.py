@@ -90,7 +90,10 @@ def sync(
     from kmnist.backends import offline_runs
     from kmnist.backends.wandb import offline as wandb_offline
 
+    wandb_offline.check_sweep_id(sweep_id)  # '..' or '/abs' would list runs of no sweep
     runs = offline_runs(sweep_id, include_synced)
+    if note := wandb_offline.cut_short(sweep_id):
+        say(f"warning: {note}")
     if not dry_run:
         from kmnist.backends.wandb import auth as wandb_auth
 

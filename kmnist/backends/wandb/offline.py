@@ -9,6 +9,7 @@ after a check that fails in seconds (no key, no server), and its output is maske
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,14 @@ from pathlib import Path
 import platformdirs
 
 from kmnist.backends.wandb import auth as wandb_auth
+from kmnist.backends.wandb import run_files
 from kmnist.errors import UserError
 from kmnist.masking import mask
 
 SYNC_TIMEOUT_SECONDS = 600
+# A sweep id names a folder here: a name (an Optuna id is a slug such as knn-random-3f9a1c),
+# never a path that could reach outside ROOT ('', '.', '..', '../x', '/abs').
+_NAME = re.compile(r"\w[\w.-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,11 @@ class OfflineRun:
         """`wandb sync` leaves `run-ID.wandb.synced` beside a run it uploaded."""
         return any(self.folder.glob("*.wandb.synced"))
 
+    @property
+    def complete(self) -> bool:
+        """Its `.wandb` file holds the whole run (one cut short by a full disk does not)."""
+        return any(run_files.complete(f) for f in self.folder.glob("*.wandb"))
+
 
 def root() -> Path:
     if folder := os.environ.get("WANDB_DIR"):
@@ -41,8 +51,26 @@ def root() -> Path:
     return Path(platformdirs.user_data_dir("kmnist-sweep")) / "wandb-runs"
 
 
+def check_sweep_id(sweep_id: str) -> None:
+    """UserError unless `sweep_id` is a sweep's name, or a W&B sweep path (names joined by
+    '/'): never a path of folders."""
+    parts = sweep_id.split("/")
+    if len(parts) > 3 or not all(_NAME.fullmatch(part) for part in parts):
+        raise _not_an_id(sweep_id)
+
+
+def _not_an_id(sweep_id: str) -> UserError:
+    return UserError(
+        f"{sweep_id!r} is not a sweep id: an id is a name such as knn-random-3f9a1c (letters, "
+        "digits, '-', '_', '.'), or entity/project/id for a W&B sweep, never a path; "
+        "`kmnist-sweep ls` lists the sweeps"
+    )
+
+
 def sweep_dir(sweep_id: str) -> Path:
     """The folder given to `wandb.init(dir=...)` for the sweep's runs."""
+    if not _NAME.fullmatch(sweep_id):
+        raise _not_an_id(sweep_id)
     return root() / sweep_id
 
 
@@ -52,13 +80,31 @@ def offline_runs(sweep_id: str) -> list[OfflineRun]:
 
 
 def runs_to_sync(sweep_id: str, include_synced: bool = False) -> list[OfflineRun]:
+    """The sweep's whole offline runs (not synced yet, unless `include_synced`); runs cut
+    short are left out (see `cut_short`)."""
     runs = offline_runs(sweep_id)
-    if not runs:
+    whole = [run for run in runs if run.complete]
+    if not whole:
+        broken = f"; {len(runs)} cut short, left out ({_CUT_SHORT})" if runs else ""
         raise UserError(
-            f"no offline W&B runs for sweep {sweep_id} in {sweep_dir(sweep_id)} "
+            f"no offline W&B runs for sweep {sweep_id} in {sweep_dir(sweep_id)}{broken} "
             "(run its agents with --wandb offline; WANDB_DIR moves the folder)"
         )
-    return [run for run in runs if include_synced or not run.synced]
+    return [run for run in whole if include_synced or not run.synced]
+
+
+_CUT_SHORT = "written while the disk was full, or their agent was killed"
+
+
+def cut_short(sweep_id: str) -> str | None:
+    """One line on the sweep's runs whose `.wandb` file is cut short, or None."""
+    broken = [run for run in offline_runs(sweep_id) if not run.complete]
+    if not broken:
+        return None
+    return (
+        f"left out {len(broken)} offline run(s) cut short ({_CUT_SHORT}), e.g. "
+        f"{broken[0].folder}; delete them to silence this"
+    )
 
 
 def sync_command(

@@ -6,6 +6,10 @@ W&B sweep's own runs, and the offline runs mirroring an Optuna sweep's trials).
 One `log` call per epoch matters: W&B's hyperband counts logged values, not steps. Works online
 or with `WANDB_MODE=offline` (the run is written under ./wandb and can be synced later).
 
+Before `wandb.init` the run's folder must have room (`run_files.require_room`: one line, exit 2);
+an offline run's `.wandb` file is checked once it is finished (`run_files.check_written`: a run
+cut short by a disk that filled meanwhile is a StorageFault, exit 1, not a silent success).
+
 A run can be asked to stop: by W&B (a stop set on the server reaches the run's `stop_fn`), or
 by a signal once `stop_on_signals` is on (W&B's command-line agent stops a hyperband loser with
 SIGTERM). Either way the trial ends at its next epoch and the run is recorded as stopped.
@@ -13,11 +17,15 @@ SIGTERM). Either way the trial ends at its next epoch and the run is recorded as
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import signal
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kmnist.backends.wandb import run_files
 
 if TYPE_CHECKING:
     from kmnist.backends import Ticket
@@ -48,8 +56,10 @@ class WandbRun:
             self.stop_on_signals()
         self.epochs = 0
         self.last: dict[str, float] = {}
-        if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
+        run_files.require_room(run_dir if run_dir is not None else run_files.default_dir())
+        # A debug-log line W&B cannot write (the disk filled meanwhile) must not print a
+        # traceback each (thousands); the run's file is checked once it is finished instead.
+        logging.raiseExceptions = False
         self.run = wandb.init(
             project=project,
             config=dict(config),
@@ -61,6 +71,7 @@ class WandbRun:
             mode=mode,
             settings=_stop_settings(wandb, self.stop_requested),
         )
+        self.folder = Path(self.run.dir).parent  # the run's own folder; `dir` is its files/
 
     def report(self, epoch: int, metrics: Mapping[str, float]) -> bool:
         self.run.log(dict(metrics))
@@ -91,7 +102,11 @@ class WandbRun:
             self.run.mark_preempting()
         if exit_code is None:
             exit_code = 1 if status in ("failed", "interrupted") or preempting else 0
-        self.run.finish(exit_code=exit_code)
+        # closing W&B's debug log fails on a full disk: the run's file says what was kept
+        with contextlib.suppress(OSError):
+            self.run.finish(exit_code=exit_code)
+        if self.run.offline:  # online, W&B's server holds the run; the local file is a cache
+            run_files.check_written(self.folder / f"run-{self.run.id}.wandb")
 
     def log_files(self, folder: Path) -> None:
         """The trial's files as a `model` artifact of this run, named after it: offline runs

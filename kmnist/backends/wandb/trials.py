@@ -4,7 +4,10 @@ A wrapper around the sweep the agent works on: it sees each trial handed out, ea
 reported and each result, and mirrors them into one W&B run per trial (group = sweep id,
 job_type and tag = model family, config = the trial's parameters, one `log` per epoch, the
 final metrics as summary, pruned runs tagged `pruned`). The agent and the backend are unchanged;
-W&B trouble is reported on stderr and never fails a trial.
+W&B trouble is reported on stderr and never fails a trial. A disk with no room for the runs is
+no trial's trouble but a stop: one line before the agent takes its first trial (exit 2), or,
+once it filled meanwhile, a StorageFault (exit 1) before the next, or as a run is closed cut
+short (its trial's result is recorded first).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 
 from kmnist.backends import Ticket, TrialLost, WorkerSweep
 from kmnist.backends.wandb import auth as wandb_auth
+from kmnist.backends.wandb import run_files
 from kmnist.backends.wandb.offline import sweep_dir
 from kmnist.backends.wandb.params import model_family
 from kmnist.backends.wandb.run import TrialRuns
+from kmnist.errors import StorageFault, UserError
 from kmnist.masking import mask
 
 PROJECT = "kmnist-sweep"
@@ -38,12 +43,18 @@ class WandbLoggedSweep:
     def __init__(self, sweep: WorkerSweep, mode: str = "offline", project: str = PROJECT) -> None:
         self.sweep = sweep
         self.sweep_id = sweep.sweep_id
-        self.runs = TrialRuns(project=project, run_dir=sweep_dir(self.sweep_id), mode=mode)
+        self.run_dir = sweep_dir(self.sweep_id)
+        run_files.require_room(self.run_dir)  # before the agent takes a trial
+        self.runs = TrialRuns(project=project, run_dir=self.run_dir, mode=mode)
 
     def __getattr__(self, name: str) -> Any:  # goal, score, attach, close...: the sweep's
         return getattr(self.sweep, name)
 
     def next_trial(self) -> Ticket:
+        try:
+            run_files.require_room(self.run_dir)  # filled since: stop before taking a trial
+        except UserError as exc:
+            raise StorageFault(str(exc)) from None
         ticket = self.sweep.next_trial()
         _mirror(ticket, "no W&B run", self._start, ticket)
         return ticket
@@ -84,6 +95,8 @@ def _mirror(ticket: Ticket, what: str, fn: Callable[..., Any], *args: Any) -> No
     """Call `fn`; W&B trouble is a warning: the mirror never fails the trial."""
     try:
         fn(*args)
+    except StorageFault:  # the disk under the runs is full: the agent stops with it
+        raise
     except Exception as exc:
         warning = f"warning: trial {ticket.number}: {what} ({type(exc).__name__}: {exc})"
         print(mask(warning), file=sys.stderr)
