@@ -116,6 +116,17 @@ def test_commands_that_only_read_never_write_to_the_journal(tmp_path: Path) -> N
         assert not Path(f"{journal}.lock").exists(), command
 
 
+def test_only_create_makes_a_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "sweeps.journal"
+    assert cli("ls", "--storage", str(journal)).returncode == 0
+    for command in (["status", "s-1"], ["pause", "s-1"], ["agent", "s-1", "--wandb", "off"]):
+        proc = cli(*command, "--storage", str(journal), timeout=60)
+        assert_one_line_error(proc, f"no sweep 's-1' in {journal}")
+    assert list(tmp_path.iterdir()) == []  # no journal, no lock file
+    sweep_id = create(sweep_file(tmp_path, KNN_SWEEP), str(journal))
+    assert sweep_id in cli("ls", "--storage", str(journal)).stdout
+
+
 # -- paths that are not regular files -------------------------------------------------------
 def special_path(tmp_path: Path, kind: str) -> tuple[Path, str]:
     """A storage path of `kind`, and the words the refusal must hold."""

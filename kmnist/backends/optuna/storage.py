@@ -94,9 +94,10 @@ def journal_path(url: str) -> Path | None:
 def open_storage(url: str | None = None, create: bool = False) -> BaseStorage:
     """The storage `url` names (else $KMNIST_SWEEP_STORAGE, else the default journal), open.
 
-    Only `create` (a new sweep) may make a journal file; every other command needs one that
-    exists, and never writes to it by opening it. The default journal not made yet reads as an
-    empty storage (no sweeps), and nothing is created.
+    Only `create` (a new sweep) may make a journal file, in a folder that exists (the default
+    one's folder is made). Every other command reads a journal not made yet as an empty storage
+    (no sweep there: one line naming the path), creates nothing, and never writes to a journal
+    by opening it.
     """
     chosen = storage_url(url)
     heartbeats.window()  # a bad KMNIST_HEARTBEAT_* is refused by every command, trial or not
@@ -128,8 +129,8 @@ def open_storage(url: str | None = None, create: bool = False) -> BaseStorage:
 
 
 def _journal(path: Path, create: bool, default: bool) -> BaseStorage:
-    if default and not create and not path.exists():
-        return InMemoryStorage()  # no sweep made yet: nothing to list, nothing to write
+    if not create and not path.exists() and (default or path.parent.is_dir()):
+        return InMemoryStorage()  # no sweep made there yet: nothing to list, nothing written
     if default and create:
         path.parent.mkdir(parents=True, exist_ok=True)  # the user data dir, on first use
     return CheckedJournalStorage(JournalFile(path, create=create))
