@@ -58,300 +58,127 @@ def _fmt(bound: float | None, missing: str) -> str:
     return missing if bound is None else f"{bound:g}"
 
 
-def _p(name: str, type_: type, default: Any, help_: str, **kw: Any) -> tuple[str, Param]:
-    return name, Param(name, type_, default, help_, **kw)
+def between(low: float, high: float) -> dict[str, float]:
+    """A number's domain: [low, high], both bounds inclusive."""
+    return {"low": low, "high": high}
 
 
-PARAMS: dict[str, Param] = dict(
-    [
-        _p("model", str, "cnn", "model family", choices=ALL_MODELS),
-        _p(
-            "seed",
-            int,
-            0,
-            "seed for initialisation, shuffling and augmentation (not the split: split_seed)",
-            low=0,
-            high=4_000_000_000,  # numpy's seeds are >= 0, torch's < 2^64; %g prints 4e9 exactly
-        ),
-        _p(
-            "split_seed",
-            int,
-            0,
-            "seed of the validation split and the train_size subset: trials that share it can "
-            "be compared on validation and ensembled",
-            low=0,
-            high=4_000_000_000,
-        ),
-        _p(
-            "val_fraction",
-            float,
-            0.1,
-            "share of the 60k training images held out for validation (stratified)",
-            low=0.01,
-            high=0.5,
-        ),
-        _p(
-            "train_size",
-            int,
-            0,
-            "train on a stratified subset of this many images (0 = all; else >= 10, one per class)",
-            low=10,
-            off=0,
-        ),
-        _p(
-            "precision",
-            str,
-            "auto",
-            "arithmetic: bf16 autocast where the device runs it "
-            "natively (auto), or always fp32/bf16",
-            choices=("auto", "fp32", "bf16"),
-        ),
-        # kNN
-        _p("k", int, 4, "neighbours that vote", models=("knn",), low=1),
-        _p(
-            "weights",
-            str,
-            "distance",
-            "vote weight",
-            models=("knn",),
-            choices=("uniform", "distance"),
-        ),
-        _p(
-            "metric",
-            str,
-            "euclidean",
-            "distance",
-            models=("knn",),
-            choices=("euclidean", "cosine", "manhattan"),
-        ),
-        _p(
-            "pca_components",
-            int,
-            0,
-            "project onto this many principal components (0 = off)",
-            models=("knn",),
-            low=0,
-            high=784,
-        ),
-        _p(
-            "standardize",
-            bool,
-            False,
-            "scale each pixel to zero mean, unit variance",
-            models=("knn",),
-        ),
-        # starter CNN (conv-conv-pool-dropout-fc-dropout)
-        _p("l1_size", int, 32, "filters of the first conv", models=("cnn",), low=1),
-        _p("l2_size", int, 64, "filters of the second conv", models=("cnn",), low=1),
-        _p("fc1_size", int, 128, "units of the hidden dense layer", models=("cnn",), low=1),
-        _p("dropout_1", float, 0.25, "dropout after pooling", models=("cnn",), low=0, high=0.95),
-        _p(
-            "dropout_2",
-            float,
-            0.5,
-            "dropout after the dense layer",
-            models=("cnn",),
-            low=0,
-            high=0.95,
-        ),
-        # deeper CNN family
-        _p(
-            "depth",
-            int,
-            3,
-            "conv blocks (two 3x3 convs each, width doubling)",
-            models=("deep_cnn",),
-            low=1,
-            high=5,
-        ),
-        _p(
-            "width",
-            int,
-            32,
-            "channels of the first block (deep_cnn) or of the stem (resnet)",
-            models=("deep_cnn", "resnet"),
-            low=1,
-            high=1024,
-        ),
-        _p("batch_norm", bool, True, "batch normalisation after each conv", models=("deep_cnn",)),
-        _p(
-            "dropout",
-            float,
-            0.2,
-            "dropout before the classifier",
-            models=("deep_cnn", "resnet"),
-            low=0,
-            high=0.95,
-        ),
-        # pre-activation residual network (kmnist/trainer/models/resnet.py)
-        _p(
-            "stages",
-            int,
-            3,
-            "stages after the stem, each widening and halving the resolution",
-            models=("resnet",),
-            low=1,
-            high=4,
-        ),
-        _p("blocks", int, 1, "residual blocks per stage", models=("resnet",), low=0, high=6),
-        _p(
-            "width_growth",
-            float,
-            2.0,
-            "channel multiplier from one stage to the next",
-            models=("resnet",),
-            low=1,
-            high=4,
-        ),
-        _p(
-            "se_ratio",
-            float,
-            0.0,
-            "squeeze-excitation in each block, hidden units per channel (0 = off)",
-            models=("resnet",),
-            low=0,
-            high=1,
-        ),
-        # optimisation, for both networks
-        _p(
-            "optimizer",
-            str,
-            "adam",
-            "optimiser",
-            models=NETWORKS,
-            choices=("adam", "adamw", "sgd", "adadelta"),
-        ),
-        _p("lr", float, 1e-3, "learning rate (peak rate with onecycle)", models=NETWORKS, low=0),
-        _p("weight_decay", float, 0.0, "L2 (decoupled with adamw)", models=NETWORKS, low=0),
-        _p("momentum", float, 0.9, "sgd momentum", models=NETWORKS, low=0, high=1),
-        _p("nesterov", bool, False, "sgd Nesterov momentum", models=NETWORKS),
-        _p(
-            "schedule",
-            str,
-            "none",
-            "learning-rate schedule, stepped per batch",
-            models=NETWORKS,
-            choices=("none", "cosine", "onecycle"),
-        ),
-        _p(
-            "label_smoothing",
-            float,
-            0.0,
-            "cross-entropy label smoothing",
-            models=NETWORKS,
-            low=0,
-            high=0.5,
-        ),
-        _p("batch_size", int, 128, "training batch size", models=NETWORKS, low=1),
-        _p("epochs", int, 10, "passes over the training split", models=NETWORKS, low=1),
-        # augmentation, on the device, per batch
-        _p(
-            "aug_translate",
-            float,
-            0.0,
-            "random shift, as a fraction of the image size",
-            models=NETWORKS,
-            low=0,
-            high=0.5,
-        ),
-        _p(
-            "aug_rotate",
-            float,
-            0.0,
-            "random rotation, degrees either way",
-            models=NETWORKS,
-            low=0,
-            high=180,
-        ),
-        _p(
-            "aug_scale",
-            float,
-            0.0,
-            "random zoom, fraction either way",
-            models=NETWORKS,
-            low=0,
-            high=0.5,
-        ),
-        _p(
-            "aug_elastic",
-            float,
-            0.0,
-            "elastic distortion: a smooth random bend of up to this many pixels (0 = off)",
-            models=NETWORKS,
-            low=0,
-            high=6,
-        ),
-        _p(
-            "aug_stroke",
-            float,
-            0.0,
-            "probability of thinning or thickening an image's strokes (by up to one pixel)",
-            models=NETWORKS,
-            low=0,
-            high=1,
-        ),
-        _p(
-            "aug_erasing",
-            float,
-            0.0,
-            "probability of erasing a random rectangle",
-            models=NETWORKS,
-            low=0,
-            high=1,
-        ),
-        _p(
-            "aug_shift",
-            int,
-            0,
-            "random shift by whole pixels, up to this many each way (no interpolation)",
-            models=NETWORKS,
-            low=0,
-            high=8,
-        ),
-        # batch mixing: each batch gets mixup, cutmix or neither, never both
-        _p(
-            "mixup_alpha",
-            float,
-            0.0,
-            "mixup: images and labels blended, weight ~ Beta(alpha, alpha) (0 = off)",
-            models=NETWORKS,
-            low=0,
-            high=10,
-        ),
-        _p("mixup_prob", float, 1.0, "share of batches mixed up", models=NETWORKS, low=0, high=1),
-        _p(
-            "cutmix_alpha",
-            float,
-            0.0,
-            "cutmix: a box pasted from another image, area ~ Beta(alpha, alpha) (0 = off)",
-            models=NETWORKS,
-            low=0,
-            high=10,
-        ),
-        _p("cutmix_prob", float, 1.0, "share of batches cut-mixed", models=NETWORKS, low=0, high=1),
-        # evaluation
-        _p(
-            "ema",
-            float,
-            0.0,
-            "decay of an exponential moving average of the weights, "
-            "which is then what is evaluated (0 = off)",
-            models=NETWORKS,
-            low=0,
-            high=0.99999,
-        ),
-        _p(
-            "tta",
-            int,
-            0,
-            "test-time augmentation: predictions averaged over this many 1-pixel shifts "
-            "besides the image itself (0 = off)",
-            models=NETWORKS,
-            low=0,
-            high=8,
-        ),
-    ]
+def at_least(low: float, off: float | None = None) -> dict[str, float | None]:
+    """A number's domain: [low, inf), and `off` if given (one value below low: the knob off)."""
+    return {"low": low, "off": off}
+
+
+def _param(
+    name: str, type_: type, default: Any, domain: Any, models: tuple[str, ...], help_: str
+) -> Param:
+    """One row of the table as a Param."""
+    if isinstance(domain, tuple):
+        return Param(name, type_, default, help_, models, choices=domain)
+    return Param(name, type_, default, help_, models, **(domain or {}))
+
+
+# One knob a row, in the order `train --help` lists them: name, type, default, domain (the
+# choices; between(low, high) or at_least(low), bounds inclusive; None for a bool), the models
+# that read it, and its help (on the next line where the row would pass 100 columns).
+# fmt: off
+_ROWS: tuple[tuple[Any, ...], ...] = (
+    # name              type   default domain            models    help
+    ("model",           str,   "cnn",  ALL_MODELS,       ALL_MODELS,
+        "model family"),
+    # seeds: numpy's are >= 0, torch's < 2^64; %g prints 4e9 exactly
+    ("seed",            int,   0,      between(0, 4_000_000_000), ALL_MODELS,
+        "seed for initialisation, shuffling and augmentation (not the split: split_seed)"),
+    ("split_seed",      int,   0,      between(0, 4_000_000_000), ALL_MODELS,
+        "seed of the validation split and the train_size subset: trials that share it can "
+        "be compared on validation and ensembled"),
+    ("val_fraction",    float, 0.1,    between(0.01, 0.5), ALL_MODELS,
+        "share of the 60k training images held out for validation (stratified)"),
+    ("train_size",      int,   0,      at_least(10, off=0), ALL_MODELS,
+        "train on a stratified subset of this many images (0 = all; else >= 10, one per class)"),
+    ("precision",       str,   "auto", ("auto", "fp32", "bf16"), ALL_MODELS,
+        "arithmetic: bf16 autocast where the device runs it natively (auto), or always fp32/bf16"),
+    # kNN
+    ("k",               int,   4,      at_least(1),      ("knn",), "neighbours that vote"),
+    ("weights",         str,   "distance", ("uniform", "distance"), ("knn",),
+        "vote weight"),
+    ("metric",          str,   "euclidean", ("euclidean", "cosine", "manhattan"), ("knn",),
+        "distance"),
+    ("pca_components",  int,   0,      between(0, 784),  ("knn",),
+        "project onto this many principal components (0 = off)"),
+    ("standardize",     bool,  False,  None,             ("knn",),
+        "scale each pixel to zero mean, unit variance"),
+    # starter CNN (conv-conv-pool-dropout-fc-dropout)
+    ("l1_size",         int,   32,     at_least(1),      ("cnn",), "filters of the first conv"),
+    ("l2_size",         int,   64,     at_least(1),      ("cnn",), "filters of the second conv"),
+    ("fc1_size",        int,   128,    at_least(1),      ("cnn",),
+        "units of the hidden dense layer"),
+    ("dropout_1",       float, 0.25,   between(0, 0.95), ("cnn",), "dropout after pooling"),
+    ("dropout_2",       float, 0.5,    between(0, 0.95), ("cnn",), "dropout after the dense layer"),
+    # deeper CNN family
+    ("depth",           int,   3,      between(1, 5),    ("deep_cnn",),
+        "conv blocks (two 3x3 convs each, width doubling)"),
+    ("width",           int,   32,     between(1, 1024), ("deep_cnn", "resnet"),
+        "channels of the first block (deep_cnn) or of the stem (resnet)"),
+    ("batch_norm",      bool,  True,   None,             ("deep_cnn",),
+        "batch normalisation after each conv"),
+    ("dropout",         float, 0.2,    between(0, 0.95), ("deep_cnn", "resnet"),
+        "dropout before the classifier"),
+    # pre-activation residual network (kmnist/trainer/models/resnet.py)
+    ("stages",          int,   3,      between(1, 4),    ("resnet",),
+        "stages after the stem, each widening and halving the resolution"),
+    ("blocks",          int,   1,      between(0, 6),    ("resnet",),
+        "residual blocks per stage"),
+    ("width_growth",    float, 2.0,    between(1, 4),    ("resnet",),
+        "channel multiplier from one stage to the next"),
+    ("se_ratio",        float, 0.0,    between(0, 1),    ("resnet",),
+        "squeeze-excitation in each block, hidden units per channel (0 = off)"),
+    # optimisation, for both networks
+    ("optimizer",       str,   "adam", ("adam", "adamw", "sgd", "adadelta"), NETWORKS,
+        "optimiser"),
+    ("lr",              float, 1e-3,   at_least(0),      NETWORKS,
+        "learning rate (peak rate with onecycle)"),
+    ("weight_decay",    float, 0.0,    at_least(0),      NETWORKS, "L2 (decoupled with adamw)"),
+    ("momentum",        float, 0.9,    between(0, 1),    NETWORKS, "sgd momentum"),
+    ("nesterov",        bool,  False,  None,             NETWORKS, "sgd Nesterov momentum"),
+    ("schedule",        str,   "none", ("none", "cosine", "onecycle"), NETWORKS,
+        "learning-rate schedule, stepped per batch"),
+    ("label_smoothing", float, 0.0,    between(0, 0.5),  NETWORKS, "cross-entropy label smoothing"),
+    ("batch_size",      int,   128,    at_least(1),      NETWORKS, "training batch size"),
+    ("epochs",          int,   10,     at_least(1),      NETWORKS,
+        "passes over the training split"),
+    # augmentation, on the device, per batch
+    ("aug_translate",   float, 0.0,    between(0, 0.5),  NETWORKS,
+        "random shift, as a fraction of the image size"),
+    ("aug_rotate",      float, 0.0,    between(0, 180),  NETWORKS,
+        "random rotation, degrees either way"),
+    ("aug_scale",       float, 0.0,    between(0, 0.5),  NETWORKS,
+        "random zoom, fraction either way"),
+    ("aug_elastic",     float, 0.0,    between(0, 6),    NETWORKS,
+        "elastic distortion: a smooth random bend of up to this many pixels (0 = off)"),
+    ("aug_stroke",      float, 0.0,    between(0, 1),    NETWORKS,
+        "probability of thinning or thickening an image's strokes (by up to one pixel)"),
+    ("aug_erasing",     float, 0.0,    between(0, 1),    NETWORKS,
+        "probability of erasing a random rectangle"),
+    ("aug_shift",       int,   0,      between(0, 8),    NETWORKS,
+        "random shift by whole pixels, up to this many each way (no interpolation)"),
+    # batch mixing: each batch gets mixup, cutmix or neither, never both
+    ("mixup_alpha",     float, 0.0,    between(0, 10),   NETWORKS,
+        "mixup: images and labels blended, weight ~ Beta(alpha, alpha) (0 = off)"),
+    ("mixup_prob",      float, 1.0,    between(0, 1),    NETWORKS, "share of batches mixed up"),
+    ("cutmix_alpha",    float, 0.0,    between(0, 10),   NETWORKS,
+        "cutmix: a box pasted from another image, area ~ Beta(alpha, alpha) (0 = off)"),
+    ("cutmix_prob",     float, 1.0,    between(0, 1),    NETWORKS, "share of batches cut-mixed"),
+    # evaluation
+    ("ema",             float, 0.0,    between(0, 0.99999), NETWORKS,
+        "decay of an exponential moving average of the weights, "
+        "which is then what is evaluated (0 = off)"),
+    ("tta",             int,   0,      between(0, 8),    NETWORKS,
+        "test-time augmentation: predictions averaged over this many 1-pixel shifts "
+        "besides the image itself (0 = off)"),
 )
+# fmt: on
+
+PARAMS: dict[str, Param] = {row[0]: _param(*row) for row in _ROWS}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
