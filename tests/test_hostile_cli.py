@@ -408,3 +408,11 @@ def test_sync_leaves_out_runs_cut_short(tmp_path: Path) -> None:
     (whole_file,) = whole.glob("*.wandb")
     whole_file.write_bytes(b"")  # a 0-byte run, as a full disk leaves
     assert_one_line_error(cli("sync", sweep_id, "--dry-run", env=env), "2 cut short", sweep_id)
+
+
+def test_a_wandb_dir_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    # W&B itself would write the run into the system's temp dir instead, where `sync` never looks.
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    proc = cli("train", "--wandb", "--model=knn", env=with_env(WANDB_DIR=str(a_file)))
+    assert_one_line_error(proc, f"cannot write W&B runs in {a_file}", "WANDB_DIR")
