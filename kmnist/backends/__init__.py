@@ -18,6 +18,7 @@ from kmnist.errors import UserError
 
 if TYPE_CHECKING:
     from kmnist.backends.wandb.offline import OfflineRun
+    from kmnist.sweep import SweepSpec
 
 
 class SweepDone(Exception):
@@ -172,6 +173,40 @@ def engine_of(sweep_id: str) -> str:
 
 def _is_wandb(sweep_id: str) -> bool:
     return engine_of(sweep_id) == "wandb"
+
+
+def choose_engine(backend: str) -> tuple[str, str]:
+    """(engine, why) for `--backend auto|wandb|optuna`: auto takes W&B when an API key is set
+    and its server answers; `wandb` fails here, in one line, when W&B is out."""
+    from kmnist.backends.wandb.backend import choose
+
+    return choose(backend)
+
+
+def create_sweep(
+    spec_text: str,
+    spec: SweepSpec,
+    engine: str,
+    *,
+    name: str | None = None,
+    storage: str | None = None,
+    project: str | None = None,
+    entity: str | None = None,
+    bayes_startup: int | None = None,
+) -> str:
+    """Register a sweep file that validated as `spec` on `engine`; its sweep id.
+
+    W&B gets the file unchanged (bar `name`, when given); the offline engine stores the
+    checked definition in `storage`, named `name` (else the file's `name`).
+    """
+    if engine == "wandb":
+        from kmnist.backends.wandb import backend as wandb_backend
+
+        config = wandb_backend.sweep_config(spec_text, name)
+        return str(wandb_backend.create_sweep(config, project, entity).path)
+    from kmnist.backends.optuna.backend import create_sweep as create_study
+
+    return create_study(spec_text, spec, name, storage, bayes_startup)
 
 
 def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> WorkerSweep:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second
     from kmnist.agent.loop import AgentSummary
     from kmnist.backends import SweepControl, Ticket, WorkerSweep
     from kmnist.contract import TrialResult
+    from kmnist.sweep import SweepSpec
 
 # Tables as wide as they need when piped: a leaderboard has a column per varied parameter.
 console = stdout_console(piped_width=220)
@@ -63,28 +64,39 @@ def create(
     bayes_startup: int | None,
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
+    from kmnist.backends import create_sweep
     from kmnist.cli import wandb_commands
     from kmnist.sweep import load
 
     spec = load(file)  # a bad file gets its one line before any backend is chosen or contacted
-    if wandb_commands.pick_backend(backend) == "wandb":
-        wandb_commands.create_on_wandb(file, spec, name, project, entity, bayes_startup)
+    engine = wandb_commands.pick_backend(backend)
+    text = file.read_text(encoding="utf-8")
+    if engine == "wandb":
+        sweep_id = create_sweep(text, spec, engine, name=name, project=project, entity=entity)
+        wandb_commands.say_created(sweep_id, spec, bayes_startup)
         return
-    sweep_id = create_sweep(file, storage, name, bayes_startup)
+    sweep_id = _create_offline(file, storage, name, bayes_startup, spec)
     click.echo(sweep_id)
     _say(f"start agents with: {_agent_command(sweep_id, storage)}")
 
 
-def create_sweep(
-    file: Path, storage: str | None, name: str | None, bayes_startup: int | None = None
+def _create_offline(
+    file: Path,
+    storage: str | None,
+    name: str | None,
+    bayes_startup: int | None,
+    spec: SweepSpec | None = None,
 ) -> str:
-    """Register FILE as an Optuna sweep; its id."""
-    from kmnist.backends.optuna.backend import create_sweep as create_study
+    """Register FILE on the offline engine (named NAME, else its `name`, else its stem)."""
+    from kmnist.backends import create_sweep
     from kmnist.sweep import load
 
-    spec = load(file)
+    spec = spec or load(file)
     text = file.read_text(encoding="utf-8")
-    return create_study(text, spec, name or spec.name or file.stem, storage, bayes_startup)
+    name = name or spec.name or file.stem
+    return create_sweep(
+        text, spec, "optuna", name=name, storage=storage, bayes_startup=bayes_startup
+    )
 
 
 def _agent_command(sweep_id: str, storage: str | None) -> str:
@@ -234,7 +246,7 @@ def run(
     bayes_startup: int | None,
 ) -> None:
     """Run a whole sweep here: create it, start local agents, show progress, print results."""
-    sweep_id = create_sweep(file, storage, name, bayes_startup)
+    sweep_id = _create_offline(file, storage, name, bayes_startup)
     agents = agents or spawn.default_agents()
     _say(f"sweep {sweep_id}: {agents} local agent(s); follow with `kmnist-sweep status {sweep_id}`")
     procs = spawn.local_agents(sweep_id, agents, storage)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -26,33 +25,27 @@ def say(line: str) -> None:
 # -- create ----------------------------------------------------------------------------------
 def pick_backend(backend: str) -> str:
     """The engine for `create --backend`; `auto` says which it took and why."""
-    engine, why = wandb_backend.choose(backend)
+    from kmnist.backends import choose_engine
+
+    engine, why = choose_engine(backend)
     if backend == "auto":
         say(f"backend: {engine} ({why})")
     return engine
 
 
-def create_on_wandb(
-    file: Path,
-    spec: SweepSpec,
-    name: str | None,
-    project: str | None,
-    entity: str | None,
-    bayes_startup: int | None = None,
-) -> None:
-    """Validate locally, register with W&B; the sweep path on stdout, then on stderr what the
-    offline engine would do otherwise (one line each), the URL and the agent command."""
-    config = wandb_backend.load_for_wandb(file, name)
-    created = wandb_backend.create_sweep(config, project, entity)
-    click.echo(str(created.path))
+def say_created(sweep_id: str, spec: SweepSpec, bayes_startup: int | None = None) -> None:
+    """A sweep registered with W&B: its path on stdout, then on stderr what the offline engine
+    would do otherwise (one line each), the URL and the agent commands."""
+    path = wandb_backend.SweepPath.parse(sweep_id)
+    click.echo(sweep_id)
     for note in wandb_create_notes(spec):  # after registering: a W&B error stays one line
         say(note)
     if bayes_startup is not None:
         say("--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B")
-    if created.url:
-        say(f"sweep page (leaderboard, plots): {created.url}")
-    say(f"start agents with: {created.agent_command}")
-    say(f"   or W&B's own:   wandb agent {created.path}")
+    if url := wandb_backend.sweep_url(path):
+        say(f"sweep page (leaderboard, plots): {url}")
+    say(f"start agents with: {wandb_backend.CreatedSweep(path, url).agent_command}")
+    say(f"   or W&B's own:   wandb agent {sweep_id}")
 
 
 # -- agent -----------------------------------------------------------------------------------
