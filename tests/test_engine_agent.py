@@ -31,7 +31,7 @@ from engine_util import (
 from optuna.trial import TrialState
 
 from kmnist.agent.loop import Agent
-from kmnist.backends import Sweep, Ticket, open_sweep
+from kmnist.backends import Ticket, WorkerSweep, open_sweep
 
 
 @pytest.fixture
@@ -134,7 +134,7 @@ class _CtrlCTwice:
     """The real sweep, with two SIGINTs sent to this process at one chosen moment (in-process,
     so the moment is exact: a second Ctrl-C must queue the trial again wherever it lands)."""
 
-    def __init__(self, sweep: Sweep, moment: str) -> None:
+    def __init__(self, sweep: WorkerSweep, moment: str) -> None:
         self.sweep, self.moment = sweep, moment
 
     def __getattr__(self, name: str) -> Any:
