@@ -33,11 +33,12 @@ def check(url: str | None, timeout: float = 5.0) -> str:
     if scheme not in PORTS:
         return f"storage {scheme}: not checked"
     host, port = _address(url, scheme)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
-        raise Unhealthy(f"storage {scheme}://{host}:{port} unreachable: {exc}") from None
-    return f"storage {scheme}://{host}:{port} reachable"
+        raise Unhealthy(f"storage {scheme}://{shown}:{port} unreachable: {exc}") from None
+    return f"storage {scheme}://{shown}:{port} reachable"
 
 
 # SQLAlchemy's own reading of a URL's authority (make_url): the password ends at the first `@`.
