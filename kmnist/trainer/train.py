@@ -2,7 +2,8 @@
 
 Data stays resident as tensors on the device; batches are index slices of it, augmented there.
 Each epoch is reported; the reporter may answer "stop" (pruning), which ends the loop cleanly.
-The test set is scored once, at the end; the sweep objective is the validation split.
+The test set is scored once, at the end; the sweep objective is the validation split. Then what
+the trained model costs to use (multiply-adds, measured latency: `costs.py`) joins the summary.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from kmnist.contract import Reporter, TrialResult
+from kmnist.trainer import costs
 from kmnist.trainer import data as kdata
 from kmnist.trainer import metrics as M
 from kmnist.trainer.allocator import keep_freed_memory
@@ -86,7 +88,9 @@ def run(
         splits = make_splits(dataset, cfg, dev, refit)  # the first copy to the device: may OOM
         torch.manual_seed(cfg["seed"])
         start = time.perf_counter()
-        result = trainer(cfg, splits, reporter, dev)
+        result, predict = trainer(cfg, splits, reporter, dev)
+        wall_time = time.perf_counter() - start
+        result.summary |= costs.latencies(predict, splits.test_x, dev)
     except Diverged as exc:
         return TrialResult("failed", reason=str(exc))
     except Exception as exc:  # out of memory, a failed device: marked here, where the type is known
@@ -94,7 +98,7 @@ def run(
         if kind is None:
             raise
         return faulted(kind, dev, exc)
-    result.summary[M.WALL_TIME] = time.perf_counter() - start
+    result.summary[M.WALL_TIME] = wall_time
     return result
 
 
@@ -134,7 +138,7 @@ def _on_device(data: kdata.Kmnist, device: str) -> tuple[torch.Tensor, ...]:
 # -- kNN: one "epoch", fit and score -------------------------------------------------------
 def _run_knn(
     cfg: dict[str, Any], s: Splits, reporter: Reporter | None, device: torch.device
-) -> TrialResult:
+) -> tuple[TrialResult, costs.Predict]:
     tick = time.perf_counter()
     knn = KNNClassifier(cfg).fit(s.train_x, s.train_y)
     metrics: dict[str, float] = {M.EPOCH: 1}
@@ -146,9 +150,9 @@ def _run_knn(
     stopped = bool(reporter and reporter.report(1, metrics))
     test_proba = knn.predict_proba(s.test_x)
     test_loss, test_acc = _knn_score(test_proba, s.test_y)
-    result = _result(stopped, [metrics], test_loss, test_acc, n_params=0)
+    result = _result(stopped, [metrics], test_loss, test_acc, 0, costs.knn_macs(knn))
     result.outputs = _outputs(s, val_proba, test_proba, state_dict=None)
-    return result
+    return result, knn.predict_proba
 
 
 def _knn_score(proba: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -175,7 +179,7 @@ def _outputs(
 # -- networks ------------------------------------------------------------------------------
 def _run_network(
     cfg: dict[str, Any], s: Splits, reporter: Reporter | None, device: torch.device
-) -> TrialResult:
+) -> tuple[TrialResult, costs.Predict]:
     _set_fp32_precision(cfg["precision"])
     # channels_last: oneDNN's bf16 convolutions on the CPU run about 4x faster in it
     model = build_network(cfg).to(device, memory_format=torch.channels_last)
@@ -205,10 +209,10 @@ def _run_network(
             break
     test_loss, test_acc, test_lp = _evaluate(scored, cfg, s.test_x, s.test_y, device)
     n_params = sum(p.numel() for p in model.parameters())
-    result = _result(stopped, history, test_loss, test_acc, n_params)
+    result = _result(stopped, history, test_loss, test_acc, n_params, costs.network_macs(scored))
     weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
     result.outputs = _outputs(s, val_lp.exp() if s.has_val else None, test_lp.exp(), weights)
-    return result
+    return result, lambda x: predict_log_proba(scored, cfg, x, device)
 
 
 def _train_epoch(
@@ -353,7 +357,12 @@ def _schedule(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps
 
 
 def _result(
-    stopped: bool, history: list[dict[str, float]], test_loss: float, test_acc: float, n_params: int
+    stopped: bool,
+    history: list[dict[str, float]],
+    test_loss: float,
+    test_acc: float,
+    n_params: int,
+    macs: int,
 ) -> TrialResult:
     summary: dict[str, float] = {}
     if M.VAL_ACCURACY in history[-1]:  # not in a refit: it has no validation split
@@ -370,5 +379,6 @@ def _result(
         M.KMNIST_VAL_ACC: test_acc,  # the original W&B benchmark's key: test accuracy
         M.EPOCHS: len(history),
         M.PARAMETERS: n_params,
+        M.MACS: macs,
     }
     return TrialResult("stopped" if stopped else "completed", summary, history)
