@@ -1,17 +1,16 @@
-"""Shared fixtures and helpers: the official KMNIST files, Hypothesis settings, error checks.
-
-Helpers used by several test files live here once; import them with `from conftest import ...`.
+"""Shared fixtures: the official KMNIST files, Hypothesis settings, W&B's stand-in server, and
+no agent process outliving its test. Helper functions live in engine_util.py (engines, the
+CLI, one-line errors) and wandb_helpers.py (W&B runs and stand-ins), imported by name.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from engine_util import end_started_agents
 from hypothesis import settings
 from wandb_helpers import FAKE_KEY, http_server
 
@@ -50,29 +49,6 @@ def kmnist_dir() -> Path:
     return folder
 
 
-def assert_one_line_error(
-    proc: subprocess.CompletedProcess[str], *fragments: str, code: int = 2
-) -> str:
-    """Exit `code` (2: bad input), no traceback, one line on stderr holding every fragment;
-    returns the line."""
-    assert proc.returncode == code, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def unprivileged() -> tuple[str, ...]:
-    """A command prefix that makes file permissions bind this process, even as root."""
-    if os.geteuid() != 0:
-        return ()
-    if shutil.which("setpriv") is None:
-        pytest.skip("root without setpriv: file permissions cannot bind")
-    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
-
-
 @pytest.fixture
 def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A key and a server that answers (401 to all), so the checks before each call pass."""
@@ -89,3 +65,10 @@ def wandb_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         yield tmp_path
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def no_agent_outlives_its_test() -> Iterator[None]:
+    """Every test: the agent processes it started (engine_util.tracked) end with it."""
+    yield
+    end_started_agents()

@@ -8,10 +8,13 @@ second (kNN) or about a second (CNN) on one CPU thread.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +104,25 @@ def start_agents(sweep_id: str, storage: str, n: int, *extra: str) -> list[subpr
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(n)
     ]
-    _started.extend(procs)
+    for proc in procs:
+        tracked(proc)
     return procs
 
 
-@pytest.fixture(autouse=True)
-def no_agent_outlives_its_test() -> Iterator[None]:
-    """Kill the agents a failed test left running (import this fixture into a test module)."""
-    yield
+def tracked(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """An agent process the test started: conftest's `no_agent_outlives_its_test` ends it."""
+    _started.append(proc)
+    return proc
+
+
+def end_started_agents() -> None:
+    """Kill every agent a test left running (woken first: a stopped one cannot die)."""
     while _started:
         p = _started.pop()
         if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
             p.kill()
-            p.communicate()
+        p.communicate()
 
 
 def finish_all(
@@ -162,3 +171,27 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float =
 
 def running(url: str, sweep_id: str) -> list[FrozenTrial]:
     return [t for t in stored_trials(url, sweep_id) if t.state == TrialState.RUNNING]
+
+
+# -- checks ------------------------------------------------------------------------------------
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], *fragments: str, code: int = 2
+) -> str:
+    """Exit `code` (2: bad input), no traceback, one line on stderr holding every fragment;
+    returns the line."""
+    assert proc.returncode == code, proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def unprivileged() -> tuple[str, ...]:
+    """A command prefix that makes file permissions bind this process, even as root."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv: file permissions cannot bind")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")

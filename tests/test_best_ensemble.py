@@ -11,14 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error
 from engine_util import (
     CNN_SWEEP,
     KNN_SWEEP,
+    assert_one_line_error,
     cli,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     start_agents,
     sweep_file,
 )

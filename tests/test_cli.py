@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from engine_util import assert_one_line_error
 
 from kmnist.trainer import data as kdata
 

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_one_line_error
 from engine_util import (
     CLI,
     CNN_SWEEP,
     KNN_SWEEP,
+    assert_one_line_error,
     cli,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     running,
     start_agents,
     stored_trials,

@@ -26,7 +26,6 @@ from engine_util import (
     counted,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     open_storage,
     running,
     start_agents,

@@ -24,7 +24,6 @@ from engine_util import (
     counted,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     open_storage,
     start_agents,
     sweep_file,

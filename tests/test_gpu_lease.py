@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from engine_util import assert_one_line_error
 
 from kmnist.agent import gpu_lease
 from kmnist.agent.gpu_lease import (

@@ -26,16 +26,16 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from conftest import assert_one_line_error, unprivileged
 from engine_util import (
     CLI,
     KNN_SWEEP,
     POSTGRES_URL,
+    assert_one_line_error,
     create,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     open_storage,
     stored_trials,
     sweep_file,
+    unprivileged,
     wait_for,
 )
 from hypothesis import given
@@ -648,7 +648,7 @@ def _full_disk_mid_trial(
     assert cut.intermediate_values  # it was cut mid-trial, after some epochs
     # The next agent finds its owner dead and queues it again, linked to it.
     sweep = OptunaSweep(long_id, str(journal))
-    assert sweep.reap_dead_trials() == [cut.number]
+    assert sweep.liveness.reap_dead_trials() == [cut.number]
     retry = [t for t in stored_trials(str(journal), long_id) if t.state == TrialState.WAITING]
     assert [t.system_attrs["failed_trial"] for t in retry] == [cut.number]
 

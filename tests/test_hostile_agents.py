@@ -26,18 +26,20 @@ import optuna
 import psycopg2
 import pytest
 import torch
-from conftest import assert_one_line_error, unprivileged
 from engine_util import (
     CLI,
     CNN_SWEEP,
     KNN_SWEEP,
     POSTGRES_URL,
+    assert_one_line_error,
     cli,
     counted,
     create,
     open_storage,
     stored_trials,
     sweep_file,
+    tracked,
+    unprivileged,
     wait_for,
 )
 from optuna.storages import RDBStorage
@@ -48,19 +50,6 @@ from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.trainer.faults import device_fault
 from kmnist.trainer.params import ConfigError
 
-_agents: list[subprocess.Popen[str]] = []
-
-
-@pytest.fixture(autouse=True)
-def no_agent_outlives_its_test() -> Iterator[None]:
-    yield
-    while _agents:
-        p = _agents.pop()
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
-        p.wait()
-
 
 def agent(
     sweep_id: str, storage: str, err: Path, *extra: str, prefix: tuple[str, ...] = ()
@@ -70,7 +59,7 @@ def agent(
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=err.open("w"), text=True, env=os.environ
     )
-    _agents.append(proc)
+    tracked(proc)
     return proc
 
 

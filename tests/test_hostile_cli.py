@@ -24,8 +24,7 @@ from subprocess import PIPE
 
 import pytest
 from click.testing import CliRunner
-from conftest import assert_one_line_error
-from engine_util import CLI, KNN_SWEEP, cli, create, sweep_file, wait_for
+from engine_util import CLI, KNN_SWEEP, assert_one_line_error, cli, create, sweep_file, wait_for
 
 from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep

@@ -21,15 +21,14 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import assert_one_line_error
 from engine_util import (
     CNN_SWEEP,
     KNN_SWEEP,
     POSTGRES_URL,
+    assert_one_line_error,
     cli,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     open_storage,
     running,
     start_agents,

@@ -14,7 +14,6 @@ from engine_util import (
     CNN_SWEEP,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (an autouse fixture)
     start_agents,
     stored_trials,
     sweep_file,

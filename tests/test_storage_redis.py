@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
 from engine_util import (
     KNN_SWEEP,
+    assert_one_line_error,
     cli,
     create,
     finish_all,
-    no_agent_outlives_its_test,  # noqa: F401 (autouse)
     start_agents,
     sweep_file,
 )

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import assert_one_line_error
-from engine_util import KNN_SWEEP, cli, create, open_storage, sweep_file
+from engine_util import KNN_SWEEP, assert_one_line_error, cli, create, open_storage, sweep_file
 
 from kmnist.backends import open_control, open_sweep
 from kmnist.sweep import definition

@@ -22,7 +22,7 @@ import pytest
 import wandb
 import yaml
 from click.testing import CliRunner
-from conftest import assert_one_line_error
+from engine_util import assert_one_line_error
 from wandb_helpers import (
     CLI,
     FAKE_KEY,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import assert_one_line_error
+from engine_util import assert_one_line_error
 from wandb_helpers import (
     CLI,
     FAKE_KEY,
