@@ -73,6 +73,7 @@ class TrialRecord:
     duration: float | None = None
     reason: str = ""
     retry_of: int | None = None
+    values: list[float] | None = None  # each objective's value, when the sweep has several
 
 
 @dataclass
@@ -88,6 +89,12 @@ class SweepInfo:
     agents_alive: int = 0  # agents whose running trial shows they are alive
     # Running trials whose agent looks dead (free lock, silent heartbeat): number -> why.
     dead: dict[int, str] = field(default_factory=dict)
+    # (name, goal) of each objective; more than one: a multi-objective sweep
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 @dataclass

@@ -61,6 +61,18 @@ def warn(lines: list[str]) -> None:
 @click.option("--refit", is_flag=True, help="Retrain its config on all 60k training images.")
 @click.option("--device", help="Device for --refit [default: the best available].")
 @click.option("--json", "as_json", is_flag=True, help="Print the winner as JSON.")
+@click.option(
+    "--prefer",
+    metavar="METRIC",
+    help="The objective to pick the best trial by (a multi-objective sweep needs it or --where).",
+)
+@click.option(
+    "--where",
+    "constraints",
+    metavar="CONSTRAINT",
+    multiple=True,
+    help="Only trials whose summary meets it, e.g. 'parameters<100000' (<, <=, >, >=); repeatable.",
+)
 def best(
     sweep_id: str,
     storage: str | None,
@@ -69,14 +81,17 @@ def best(
     refit: bool,
     device: str | None,
     as_json: bool,
+    prefer: str | None,
+    constraints: tuple[str, ...],
 ) -> None:
     """The best trial of SWEEP_ID (by the sweep metric on validation): show, export, refit."""
     from kmnist.results.best import export, summary_json
 
     if device and not refit:
         raise UserError(f"--device {device}: it is the device for --refit; add --refit or drop it")
+    chosen = _choice(sweep_id, storage, prefer, constraints)  # before any file is read
     info, kept = stored(sweep_id, storage, artifacts_root)
-    winner = kept[0]
+    winner = kept[0] if chosen is None else _kept(kept, chosen)
     if out and out.exists():  # before any slow work: nothing is touched
         raise UserError(f"{out}: already exists; name a new folder (nothing was written)")
     if refit:
@@ -92,6 +107,38 @@ def best(
         err_console.print(f"exported trial {winner.number} to {out} (see {out}/README.md)")
     if refit:
         _refit(winner.config, device)
+
+
+def _choice(
+    sweep_id: str, storage: str | None, prefer: str | None, constraints: tuple[str, ...]
+) -> int | None:
+    """The trial the user's --prefer/--where name, or None for the best kept one. A multi-
+    objective sweep has no single best: refused without a choice."""
+    from kmnist.results.choice import choose, constraint
+
+    control = open_control(sweep_id, storage)
+    info = control.info()
+    if not (prefer or constraints):
+        if info.multi_objective:
+            names = ", ".join(name for name, _ in info.objectives)
+            raise UserError(
+                f"sweep {sweep_id} has {len(info.objectives)} objectives ({names}): no single "
+                "best; choose with --prefer METRIC and/or --where 'parameters<100000'"
+            )
+        return None
+    wanted = [constraint(text) for text in constraints]
+    objectives = info.objectives or [(info.metric, info.goal)]
+    return choose(control.trials(), objectives, prefer, wanted).number
+
+
+def _kept(kept: list[artifacts.Artifact], number: int) -> artifacts.Artifact:
+    found = [a for a in kept if a.number == number]
+    if not found:
+        raise UserError(
+            f"trial {number} is the one chosen, but its files were not kept "
+            "(agents keep the best --keep-artifacts trials by the first objective)"
+        )
+    return found[0]
 
 
 def _winner_table(winner: artifacts.Artifact, info: SweepInfo) -> Table:
@@ -136,6 +183,8 @@ def ensemble(
     from kmnist.results.ensemble import ensembles
 
     info, kept = stored(sweep_id, storage, artifacts_root)
+    if info.multi_objective:  # members rank by the first objective, the score agents keep by
+        err_console.print(f"members ranked by {info.metric}, the first of the sweep's objectives")
     scored = ensembles(kept, info.goal, top)
     if as_json:
         click.echo(json.dumps([s.__dict__ for s in scored], indent=1))

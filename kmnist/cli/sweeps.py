@@ -301,9 +301,9 @@ def leaderboard_command(sweep_id: str, storage: str | None, top: int | None, fmt
 
 def _print_leaderboard(sweep: SweepControl, fmt: str, top: int | None) -> None:
     info, records = sweep.info(), sweep.trials()
-    shown = leaderboard.rank(records, info.goal)[:top] if top else records
+    shown = leaderboard.rank(records, info.goal, info.objectives)[:top] if top else records
     title = f"{info.sweep_id} ({info.method}, {info.metric} {info.goal})"
-    out = leaderboard.render(shown, info.goal, info.metric, fmt, title=title)
+    out = leaderboard.render(shown, info.goal, info.metric, fmt, title, info.objectives)
     if isinstance(out, str):
         click.echo(out, nl=False)
     else:
@@ -321,6 +321,8 @@ def ls(storage: str | None) -> None:
         table.add_column(column)
     for s in list_sweeps(storage):
         best = f"{s.best:.4f}" if s.best is not None else ""
+        if s.objectives > 1:  # no single best: a Pareto front (`leaderboard` ranks it)
+            best = f"multi-objective ({s.objectives})"
         table.add_row(s.sweep_id, s.created, s.state, str(s.trials), best)
     console.print(table)
 
@@ -335,6 +337,9 @@ def status(sweep_id: str, storage: str | None) -> None:
     info = sweep.info()
     eta = progress(sweep.trials(), info).eta_minutes
     line = f"state {info.state}; agents alive {info.agents_alive}"
+    if info.multi_objective:
+        names = ", ".join(f"{name} ({goal})" for name, goal in info.objectives)
+        line = f"multi-objective: {names}; {line}"
     if info.dead:
         why = ", ".join(f"trial {n}: {reason}" for n, reason in sorted(info.dead.items()))
         line += f"; agents dead {len(info.dead)} ({why})"

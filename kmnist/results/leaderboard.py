@@ -1,7 +1,8 @@
 """The leaderboard: trials ranked by the sweep metric, as a rich table, CSV, JSON or Markdown.
 
 A trial's score is the metric's best value over its epochs for the sweep's goal (as W&B's engine
-scores a run), so the column is named `best <metric>`.
+scores a run), so the column is named `best <metric>`. A multi-objective sweep's trials go by
+Pareto rank (the non-dominated ones first), each objective in its own column.
 """
 
 from __future__ import annotations
@@ -16,26 +17,44 @@ from rich.table import Table
 from rich.text import Text
 
 from kmnist.backends import TrialRecord
+from kmnist.results import pareto
 from kmnist.sweep.grid import flatten
 
 FORMATS = ("table", "csv", "json", "markdown")
 _FINISHED_ORDER = {"completed": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4}
 
 
-def rank(records: Sequence[TrialRecord], goal: str) -> list[TrialRecord]:
+def rank(
+    records: Sequence[TrialRecord], goal: str, objectives: Sequence[tuple[str, str]] = ()
+) -> list[TrialRecord]:
     """Completed trials by metric (best first), then pruned ones, running, waiting, failed.
 
     A pruned trial's value was measured after fewer epochs, so it never outranks a completed
-    one: the best row is the study's best trial, as Optuna and optuna-dashboard show it.
+    one: the best row is the study's best trial, as Optuna and optuna-dashboard show it. With
+    several objectives, completed trials go by Pareto rank (the front first), then by the
+    first objective.
     """
     sign = -1.0 if goal == "maximize" else 1.0
+    fronts = pareto_ranks(records, objectives)
 
-    def key(r: TrialRecord) -> tuple[int, bool, float, int]:
+    def key(r: TrialRecord) -> tuple[int, bool, int, float, int]:
         unscored = r.value is None or r.state not in ("completed", "pruned")
         value = 0.0 if unscored else sign * r.value
-        return _FINISHED_ORDER.get(r.state, 5), unscored, value, r.number
+        return _FINISHED_ORDER.get(r.state, 5), unscored, fronts.get(r.number, 0), value, r.number
 
     return sorted(records, key=key)
+
+
+def pareto_ranks(
+    records: Sequence[TrialRecord], objectives: Sequence[tuple[str, str]]
+) -> dict[int, int]:
+    """Trial number -> Pareto rank (1: the front), for the completed trials of a sweep with
+    several objectives; empty for one objective."""
+    if len(objectives) < 2:
+        return {}
+    done = [r for r in records if r.state == "completed" and r.values]
+    found = pareto.ranks([r.values or [] for r in done], [goal for _, goal in objectives])
+    return {r.number: level for r, level in zip(done, found, strict=True)}
 
 
 def varying_keys(records: Sequence[TrialRecord]) -> list[str]:
@@ -47,8 +66,14 @@ def varying_keys(records: Sequence[TrialRecord]) -> list[str]:
     return [k for k, values in seen.items() if len(values) > 1]
 
 
-def rows(records: Sequence[TrialRecord], goal: str, metric: str) -> list[dict[str, Any]]:
-    ranked = rank(records, goal)
+def rows(
+    records: Sequence[TrialRecord],
+    goal: str,
+    metric: str,
+    objectives: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, Any]]:
+    ranked = rank(records, goal, objectives)
+    fronts = pareto_ranks(records, objectives)
     keys = varying_keys(records)
     out = []
     for position, r in enumerate(ranked, 1):
@@ -59,7 +84,7 @@ def rows(records: Sequence[TrialRecord], goal: str, metric: str) -> list[dict[st
                 "trial": r.number,
                 "model": config.get("model", ""),
                 **{k: config.get(k) for k in keys if k != "model"},
-                f"best {metric}": r.value,
+                **_scores(r, metric, objectives, fronts),
                 "test/accuracy": r.summary.get("test/accuracy"),
                 "epochs": r.epochs,
                 "seconds": round(r.duration, 1) if r.duration is not None else None,
@@ -73,10 +98,29 @@ def rows(records: Sequence[TrialRecord], goal: str, metric: str) -> list[dict[st
     return out
 
 
+def _scores(
+    r: TrialRecord,
+    metric: str,
+    objectives: Sequence[tuple[str, str]],
+    fronts: dict[int, int],
+) -> dict[str, Any]:
+    """One objective: its best value. Several: the Pareto rank, then each objective's value."""
+    if len(objectives) < 2:
+        return {f"best {metric}": r.value}
+    values = r.values or [None] * len(objectives)
+    named = {name: value for (name, _), value in zip(objectives, values, strict=True)}
+    return {"pareto rank": fronts.get(r.number), **named}
+
+
 def render(
-    records: Sequence[TrialRecord], goal: str, metric: str, fmt: str, title: str = ""
+    records: Sequence[TrialRecord],
+    goal: str,
+    metric: str,
+    fmt: str,
+    title: str = "",
+    objectives: Sequence[tuple[str, str]] = (),
 ) -> Table | str:
-    data = rows(records, goal, metric)
+    data = rows(records, goal, metric, objectives)
     if fmt == "json":
         return json.dumps(data, indent=2)
     if fmt == "csv":

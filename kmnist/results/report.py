@@ -30,7 +30,7 @@ def write(
     _writable_folder(out_dir)  # before the plots: they take seconds on a big sweep
     page = _PAGE.format(
         title=html.escape(info.sweep_id),
-        table=_html_table(leaderboard.rows(records, info.goal, info.metric)),
+        table=_html_table(leaderboard.rows(records, info.goal, info.metric, info.objectives)),
         metric=html.escape(info.metric),
         sections=_sections([*plots, *extras]),
     )

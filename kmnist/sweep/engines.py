@@ -22,13 +22,11 @@ OFFLINE_METHODS = ("grid", "random", "bayes")
 def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) -> list[str]:
     """Why the offline engine cannot run this sweep as W&B would (empty: it can)."""
     raw = spec.raw
-    reasons = []
-    if spec.method not in OFFLINE_METHODS:
-        reasons.append(f"method {spec.method} runs on a W&B scheduler (W&B Launch)")
-    if "metrics" in raw:
-        reasons.append("metrics (several objectives) needs a custom W&B scheduler")
-    if "scheduler" in raw or "job" in raw or "image_uri" in raw:
-        reasons.append("scheduler, job and image_uri run on W&B Launch")
+    reasons = _scheduler_refusals(raw)
+    if spec.method not in OFFLINE_METHODS and scheduler_engine(spec) is None:
+        reasons.append(f"method {spec.method} runs on a W&B scheduler")
+    if "job" in raw or "image_uri" in raw:
+        reasons.append("job and image_uri run on W&B Launch")
     if not spec.runs_project_trainer:
         shown = spec.program or " ".join(spec.command or ())
         reasons.append(
@@ -37,6 +35,27 @@ def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) 
     else:
         reasons += _command_refusals(spec, os.environ if environ is None else environ)
     return reasons
+
+
+def scheduler_engine(spec: SweepSpec) -> str | None:
+    """The engine a scheduler sweep names (optuna, ax, wandb), or None for a plain sweep."""
+    scheduler = spec.raw.get("scheduler")
+    return scheduler.get("engine") if isinstance(scheduler, dict) else None
+
+
+def _scheduler_refusals(raw: Mapping[str, object]) -> list[str]:
+    scheduler = raw.get("scheduler")
+    if not isinstance(scheduler, dict):
+        return []
+    if scheduler.get("engine") == "ax":
+        return ["scheduler engine ax is not run offline yet: create it on W&B, or use optuna"]
+    code = [key for key in ("source", "optimizer", "search_space") if key in scheduler]
+    if code:
+        return [
+            f"scheduler {', '.join(code)} runs code from a file, which the offline engine "
+            "does not run yet: create it on W&B, or leave them out for W&B's default study"
+        ]
+    return []
 
 
 def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:

@@ -60,6 +60,13 @@ def trial_value(
     return run_extremum(Run(FINISHED, history_values, summary.get(name)), goal)
 
 
+def summary_value(summary: Mapping[str, object], name: str) -> float | None:
+    """The summary's value of the metric, when it is a finite number: what W&B's schedulers
+    tell a study (`Optimizer.objective_values` reads `summary_metrics`)."""
+    found = finite([summary.get(name)])
+    return found[0] if found else None
+
+
 def worst(runs: Sequence[Run], goal: str) -> float:
     """The worst value any finished or failed run reached (W&B's `impute: worst`)."""
     other = "minimize" if goal == "maximize" else "maximize"

@@ -137,6 +137,17 @@ SCHEDULER = Section(
 CONTROLLER_TYPE = Choice(("local", "cloud"), "local or cloud")
 ENGINE = Choice(("optuna", "ax", "wandb"), "optuna, ax or wandb")
 ENGINE_METHODS = {"wandb": ("grid", "bayes", "random"), "optuna": ("custom",), "ax": ("custom",)}
+# The forms W&B's Optuna scheduler turns into an Optuna distribution (`sweep_parameter_to_
+# distribution`, wandb 0.31); any other, or a nested group, stops `wandb sweep-scheduler`.
+OPTUNA_FORMS = (
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "log_uniform_values",
+    "q_uniform",
+    "q_log_uniform_values",
+)
 
 # -- parameters ---------------------------------------------------------------------------------
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

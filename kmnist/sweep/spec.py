@@ -150,7 +150,17 @@ class SweepSpec:
 
     @property
     def goal(self) -> str:
-        return self.metric.goal if self.metric else "minimize"
+        """The goal of the (first) objective; W&B's default, minimize, when there is none."""
+        found = self.objectives
+        return found[0][1] if found else "minimize"
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """(name, goal) of each objective: `metrics` in the file's order, else `metric`."""
+        listed = self.raw.get("metrics")
+        if isinstance(listed, list):
+            return [(m["name"], m.get("goal", "minimize")) for m in listed]
+        return [(self.metric.name, self.metric.goal)] if self.metric else []
 
     @property
     def runs_project_trainer(self) -> bool:

@@ -14,14 +14,15 @@ def summary(spec: SweepSpec) -> str:
     """One line: method, metric, parameter count, grid size or continuous, hyperband brackets."""
     leaves_ = list(spec.leaves())
     searched = sum(not isinstance(p, Constant) for _, p in leaves_)
-    metric = f"{spec.metric.name} ({spec.metric.goal})" if spec.metric else "no metric"
+    shown = ", ".join(f"{name} ({goal})" for name, goal in spec.objectives) or "no metric"
+    metric = f"metrics {shown}" if len(spec.objectives) > 1 else f"metric {shown}"
     if all(grid.is_discrete(p) for _, p in leaves_):
         space = f"{grid.shown(grid.size(spec.parameters))} points"
     else:
         space = "continuous"
     parts = [
         f"method {spec.method}",
-        f"metric {metric}",
+        metric,
         f"{len(leaves_)} parameters ({searched} searched)",
         space,
     ]

@@ -38,7 +38,11 @@ def check(report: Report, data: dict[Any, Any], parameters: dict[str, Param]) ->
         check_group_words(report, data["command"], parameters)
     metric = data.get("metric")
     if isinstance(metric, dict) and isinstance(metric.get("name"), str):
-        check_metric(report, metric["name"])
+        check_metric(report, ("metric", "name"), metric["name"])
+    listed = data.get("metrics")
+    for index, entry in enumerate(listed if isinstance(listed, list) else []):
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            check_metric(report, ("metrics", f"[{index}]", "name"), entry["name"])
     check_groups(report, parameters)
     inside: dict[str, bool] = dict.fromkeys(literal, False)  # name -> seen inside a group
     for leaf, param in leaves(parameters):
@@ -126,15 +130,15 @@ def check_groups(report: Report, parameters: dict[str, Param], prefix: Path_ = (
         check_groups(report, param.parameters, (*prefix, name))
 
 
-def check_metric(report: Report, name: str) -> None:
+def check_metric(report: Report, path: Path_, name: str) -> None:
+    """An objective must be one the trainer logs, and never a test-set score."""
     if name in metrics.TEST:
         report.add(
-            ("metric", "name"),
-            f"{name} scores the test set, which a sweep must never tune on: use val/accuracy",
+            path, f"{name} scores the test set, which a sweep must never tune on: use val/accuracy"
         )
     elif name not in metrics.OBJECTIVES:
         report.add(
-            ("metric", "name"),
+            path,
             f"the trainer does not log {name!r}{hint(name, metrics.OBJECTIVES)}; "
             f"it logs {', '.join(metrics.OBJECTIVES)}",
         )

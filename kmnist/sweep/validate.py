@@ -166,11 +166,31 @@ def scheduler(report: Report, data: dict[Any, Any]) -> None:
         report.add(("method",), f"scheduler engine {engine} runs method {methods}")
     if any(k in value for k in ("optimizer", "search_space")) and "source" not in value:
         report.add(("scheduler",), "optimizer and search_space need source")
+    if engine == "optuna" and "search_space" not in value:
+        optuna_space(report, data.get("parameters"))
     if "early_terminate" in data:
         report.add(("early_terminate",), "cannot be used with scheduler")
     control = data.get("controller")
     if isinstance(control, dict) and control.get("type") == "local":
         report.add(("controller",), "a local controller cannot be used with scheduler")
+
+
+def optuna_space(report: Report, parameters: Any) -> None:
+    """W&B's Optuna scheduler turns each parameter into one distribution, or fails to start."""
+    for name, param in (parameters or {}).items() if isinstance(parameters, dict) else ():
+        if not isinstance(param, dict):
+            continue
+        path = ("parameters", name)
+        if "parameters" in param:
+            report.add(path, "W&B's Optuna scheduler searches flat parameters, not a group")
+        elif "value" in param or ("values" in param and "distribution" not in param):
+            continue
+        elif (form := form_of(param)) is not None and form not in schema.OPTUNA_FORMS:
+            report.add(
+                path,
+                f"distribution {form} has no Optuna equivalent: W&B's Optuna scheduler takes "
+                f"{', '.join(schema.OPTUNA_FORMS)}",
+            )
 
 
 # -- early_terminate ----------------------------------------------------------------------------

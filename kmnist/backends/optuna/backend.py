@@ -21,6 +21,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
+from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.liveness import Liveness
 from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
@@ -66,8 +67,9 @@ def create_sweep(
     sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
     storage = open_storage(url, create=True)  # the one command that may make a journal file
     with answering(storage_url(url)):
+        directions = [goal for _, goal in spec.objectives] or [spec.goal]
         study = optuna.create_study(
-            storage=storage, study_name=sweep_id, direction=spec.goal, load_if_exists=False
+            storage=storage, study_name=sweep_id, directions=directions, load_if_exists=False
         )
         study.set_user_attr(DEFINITION, stored)
         study.set_user_attr(SOURCE, spec_text)
@@ -98,6 +100,7 @@ class SweepListing:
     state: str
     trials: int
     best: float | None
+    objectives: int = 1  # more than one: a multi-objective sweep, with no single best
 
 
 def list_sweeps(url: str | None = None) -> list[SweepListing]:
@@ -111,6 +114,7 @@ def list_sweeps(url: str | None = None) -> list[SweepListing]:
             s.user_attrs.get("state", ""),
             s.n_trials,
             s.best_trial.value if s.best_trial else None,
+            len(s.directions),
         )
         for s in summaries
     ]
@@ -143,7 +147,12 @@ class OptunaSweep:
 
     @property
     def metric(self) -> str | None:
-        return self.spec.metric.name if self.spec.metric else None
+        """The (first) objective's name."""
+        return self.spec.objectives[0][0] if self.spec.objectives else None
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [name for name, _ in self.spec.objectives]
 
     @property
     def goal(self) -> str:
@@ -153,6 +162,8 @@ class OptunaSweep:
         """The trial's value as this sweep ranks it (`objective.trial_value`)."""
         if self.metric is None:
             return None
+        if self.plan.wandb_scheduler:  # W&B's scheduler is told the summary's value
+            return objective.summary_value(summary, self.metric)
         return objective.trial_value(history, summary, self.metric, self.goal)
 
     # -- handing out trials ------------------------------------------------------------------
@@ -161,7 +172,7 @@ class OptunaSweep:
         self.liveness.reap_dead_trials()
         self._check_open()
         self.liveness.check_writable()  # before a trial exists that could not be locked
-        trial = self.study.ask()
+        trial = self.study.ask(self.plan.distributions)  # W&B's scheduler: define-and-run
         try:
             with answering(self.url):
                 return self._hand_out(trial)
@@ -178,7 +189,8 @@ class OptunaSweep:
         if self._past_grid(frozen):
             self._discard(trial, "every grid point was taken while it was asked")
             raise self._done("every grid point has been run")
-        config = {**self.command_parameters, **suggest_config(trial, self.spec)}
+        drawn = trial.params if self.plan.wandb_scheduler else suggest_config(trial, self.spec)
+        config = {**self.command_parameters, **drawn}
         trial.set_user_attr("config", config)
         return Ticket(trial.number, config, trial, retry_of(frozen))
 
@@ -267,11 +279,12 @@ class OptunaSweep:
     # -- results -----------------------------------------------------------------------------
     def report(self, ticket: Ticket, epoch: int, metrics: Mapping[str, float]) -> bool:
         value = metrics.get(self.metric) if self.metric else None
-        if value is None:
+        if value is None or len(self.spec.objectives) > 1:  # Optuna prunes one objective only
             return False
+        step = scheduler.step_of(epoch) if self.plan.wandb_scheduler else epoch
         try:
             with answering(self.url):
-                ticket.handle.report(float(value), step=epoch)
+                ticket.handle.report(float(value), step=step)
                 return ticket.handle.should_prune()
         except StorageFault as fault:
             # Stop the trial here; `finish` raises it, writing nothing more.
@@ -325,17 +338,29 @@ class OptunaSweep:
         value = self.score(summary, history)
         if value is not None:
             trial.set_user_attr("objective", value)
-        if status == "completed" and value is None:
-            status, reason = "failed", f"the metric {self.metric} was never logged"
+        told = self._told(summary, value)
+        if status == "completed" and told is None:
+            missing = ", ".join(self.objective_names)
+            status, reason = "failed", f"the metric {missing} was never logged"
             trial.set_user_attr("failure_reason", reason)
         if status == "completed":
-            self.study.tell(trial, value)
+            self.study.tell(trial, told)
         elif status == "stopped":
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
             if status == "interrupted":
                 self.stored.retry(trial.number)
+
+    def _told(self, summary: Mapping[str, Any], value: float | None) -> Any:
+        """What a completed trial is told: its score; on W&B's scheduler the summary's value of
+        each objective (a list when there are several); None: it is told as failed."""
+        if not self.plan.wandb_scheduler:
+            return value
+        values = scheduler.told_values(summary, self.objective_names)
+        if values is None or len(values) > 1:
+            return values
+        return values[0]
 
     @answers
     def _taken_away(self, ticket: Ticket) -> bool:

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner, NopPruner
 from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.axes import Axis, axes, suggest_config
 from kmnist.backends.optuna.samplers import (
     WandbBayesSampler,
@@ -31,6 +33,7 @@ from kmnist.backends.optuna.samplers import (
 )
 from kmnist.errors import UserError
 from kmnist.sweep import hyperband
+from kmnist.sweep.engines import scheduler_engine
 from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.spec import SweepSpec
 
@@ -78,6 +81,13 @@ class StudyPlan:
     pruner: BasePruner
     run_cap: int | None
     target: float | None
+    # W&B's Optuna scheduler (`method: custom`): the space it asks with, define-and-run; its
+    # trials are told their summary's values and report epochs at W&B's steps (`scheduler.py`).
+    distributions: dict[str, BaseDistribution] | None = None
+
+    @property
+    def wandb_scheduler(self) -> bool:
+        return self.distributions is not None
 
     def target_reached(self, value: float) -> bool:
         if self.target is None:
@@ -123,6 +133,15 @@ def make_pruner(spec: SweepSpec) -> BasePruner:
 def plan(
     spec: SweepSpec, seed: int | None = None, bayes: str = "gp", startup: int | None = None
 ) -> StudyPlan:
+    if scheduler_engine(spec) == "optuna":
+        return scheduler_plan(spec, seed)
     target = spec.metric.target if spec.metric else None
     sampler = make_sampler(spec, seed, bayes, startup)
     return StudyPlan(spec.goal, sampler, make_pruner(spec), spec.run_cap, target)
+
+
+def scheduler_plan(spec: SweepSpec, seed: int | None = None) -> StudyPlan:
+    """The study W&B's Optuna scheduler makes (`create_study_from_sweep_config`): Optuna's
+    default sampler (TPE) over the file's parameters as W&B converts them, no pruner."""
+    space = scheduler.distributions(spec.raw.get("parameters") or {})
+    return StudyPlan(spec.goal, TPESampler(seed=seed), NopPruner(), spec.run_cap, None, space)

@@ -56,6 +56,7 @@ class OptunaSweepControl:
             run_cap=spec.run_cap,
             agents_alive=sum(n not in dead for n in running),
             dead=dead,
+            objectives=spec.objectives,
         )
 
     @answers
@@ -81,4 +82,5 @@ def record(t: FrozenTrial) -> TrialRecord:
         duration=duration,
         reason=t.user_attrs.get("failure_reason", ""),
         retry_of=retry_of(t),
+        values=list(t.values) if t.values and len(t.values) > 1 else None,
     )

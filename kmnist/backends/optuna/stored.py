@@ -55,7 +55,8 @@ class StoredSweep:
 
     @property
     def metric_name(self) -> str:
-        return self.spec.metric.name if self.spec.metric else "value"
+        """The (first) objective's name; "value" when the sweep names none."""
+        return self.spec.objectives[0][0] if self.spec.objectives else "value"
 
     @property
     def state(self) -> str:
@@ -101,8 +102,10 @@ def _checked_once_now(study: Study) -> SweepSpec:
 
 
 def scored_value(trial: FrozenTrial) -> float | None:
-    """What a trial scored: its objective (best over its history), else its told value."""
-    return trial.user_attrs.get("objective", trial.value)
+    """What a trial scored: its objective (best over its history), else its (first) told value."""
+    if "objective" in trial.user_attrs:
+        return trial.user_attrs["objective"]
+    return trial.values[0] if trial.values else None  # `value` raises on several objectives
 
 
 class _HasUrl(Protocol):

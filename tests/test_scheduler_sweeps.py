@@ -1,0 +1,292 @@
+"""W&B's scheduler sweeps (`method: custom`, `scheduler.engine: optuna`) on the offline engine,
+held against W&B's own code (`wandb.sdk.sweeps.scheduler.optuna`, installed with wandb): the
+same distributions, directions, suggestions and told values; multi-objective sweeps in every
+result view."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from engine_util import assert_one_line_error, cli, create, open_storage, stored_trials
+from optuna.samplers import TPESampler
+from optuna.trial import TrialState
+from wandb.sdk.sweeps.run_state import RunState
+from wandb.sdk.sweeps.scheduler import optuna as wandb_optuna
+from wandb.sdk.sweeps.scheduler.optimizer import RunConfig, RunWithMetrics
+from wandb.sdk.sweeps.sweep_info import SweepInfo
+
+from kmnist.backends.optuna import scheduler
+from kmnist.backends.optuna.backend import OptunaSweep
+from kmnist.sweep import schema
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every parameter form of W&B's schema, and the shorthands W&B infers a form from.
+FORMS: list[dict[str, Any]] = [
+    {"value": 3},
+    {"value": "adam", "distribution": "constant"},
+    {"values": [1, 2, 3]},
+    {"values": ["a", "b"], "distribution": "categorical"},
+    {"values": [0.1, 0.2], "probabilities": [0.5, 0.5]},
+    {"min": 1, "max": 9},
+    {"min": 0.5, "max": 9},
+    {"min": 1, "max": 9.0},
+    {"distribution": "int_uniform", "min": -3, "max": 3},
+    {"distribution": "uniform", "min": 0.0, "max": 1.0},
+    {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-1},
+    {"distribution": "q_uniform", "min": 0, "max": 10, "q": 2},
+    {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.25},
+    {"distribution": "q_uniform", "min": 0, "max": 10},
+    {"distribution": "q_log_uniform_values", "min": 1, "max": 256},
+    {"distribution": "q_log_uniform_values", "min": 1, "max": 256, "q": 4},
+    {"distribution": "q_log_uniform_values", "min": 0.5, "max": 256},
+    *({"distribution": d, "min": 0, "max": 1} for d in ("log_uniform", "inv_log_uniform")),
+    {"distribution": "inv_log_uniform_values", "min": 0.1, "max": 1.0},
+    *({"distribution": d, "mu": 0, "sigma": 1} for d in ("normal", "log_normal")),
+    *({"distribution": d, "mu": 0, "sigma": 1, "q": 1} for d in ("q_normal", "q_log_normal")),
+    {"distribution": "beta", "a": 2, "b": 3},
+    {"distribution": "q_beta", "a": 2, "b": 3, "q": 0.1},
+    {"distribution": "q_log_uniform", "min": 0, "max": 3, "q": 1},
+    {"parameters": {"k": {"value": 1}}},
+]
+
+
+def _sweep_file_parameters() -> list[dict[str, Any]]:
+    found = []
+    for path in sorted((ROOT / "sweeps").glob("*.yaml")):
+        found += yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].values()
+    return found
+
+
+def _wandb(param: dict[str, Any]) -> Any:
+    try:
+        return wandb_optuna.sweep_parameter_to_distribution(param)
+    except (ValueError, KeyError):
+        return "refused"
+
+
+def _ours(param: dict[str, Any]) -> Any:
+    try:
+        return scheduler.distribution(param)
+    except scheduler.NotConvertible:
+        return "refused"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("param", FORMS + _sweep_file_parameters(), ids=repr)
+def test_every_parameter_form_becomes_wandbs_distribution(param: dict[str, Any]) -> None:
+    assert _ours(param) == _wandb(param)
+
+
+def test_the_forms_validate_accepts_are_the_ones_wandb_converts() -> None:
+    converted = {f["distribution"] for f in FORMS if "distribution" in f and _wandb(f) != "refused"}
+    assert converted == set(schema.OPTUNA_FORMS)
+
+
+SPACE = {
+    "model": {"value": "knn"},
+    "k": {"min": 1, "max": 30},
+    "weights": {"values": ["uniform", "distance"]},
+    "pca_components": {"distribution": "q_uniform", "min": 0, "max": 60, "q": 10},
+}
+
+
+def _file(tmp_path: Path, metrics: list[dict[str, str]], run_cap: int = 40) -> Path:
+    body: dict[str, Any] = {
+        "method": "custom",
+        "scheduler": {"engine": "optuna"},
+        "run_cap": run_cap,
+        "parameters": SPACE,
+    }
+    body.update({"metrics": metrics} if len(metrics) > 1 else {"metric": metrics[0]})
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
+SINGLE = [{"name": "val/accuracy", "goal": "maximize"}]
+PAIR = [{"name": "val/accuracy", "goal": "maximize"}, {"name": "parameters", "goal": "minimize"}]
+
+
+def _outcome(n: int, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A made-up result for the n-th trial: mostly finished, some failed or without a metric."""
+    if n % 7 == 3:
+        return "failed", {}
+    if n % 11 == 5:
+        return "completed", {"val/loss": 1.0}  # finished, but never logged the objective
+    accuracy = 1 - abs(config["k"] - 7) / 30 + (config["weights"] == "distance") / 100
+    return "completed", {"val/accuracy": accuracy, "parameters": config["k"] * 1000}
+
+
+@pytest.mark.parametrize("metrics", [SINGLE, PAIR], ids=["one objective", "two objectives"])
+def test_same_directions_suggestions_and_told_values_as_wandbs_scheduler(
+    tmp_path: Path, metrics: list[dict[str, str]]
+) -> None:
+    path = _file(tmp_path, metrics)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    theirs = wandb_optuna.OptunaDeclarativeOptimizer(
+        optuna.create_study(
+            directions=wandb_optuna.sweep_directions(config), sampler=TPESampler(seed=0)
+        ),
+        wandb_optuna.search_space_from_sweep_config(config["parameters"]),
+        SweepInfo(
+            id="s", name="s", entity="e", project="p", config=config, controller_run_name="c"
+        ),
+    )
+    journal = str(tmp_path / "sweeps.journal")
+    sweep = OptunaSweep(create(path, journal), journal, seed=0)
+    assert [d.name.lower() for d in sweep.study.directions] == wandb_optuna.sweep_directions(config)
+    for n in range(20):
+        (suggested,) = theirs.ask_n_runs(1)
+        ticket = sweep.next_trial()
+        assert ticket.config == suggested.config.flat_dict() | {}
+        status, summary = _outcome(n, ticket.config)
+        state = RunState.FINISHED if status == "completed" else RunState.FAILED
+        run = RunWithMetrics(RunConfig({}), state, f"r{n}", summary, [])
+        theirs.tell_run(suggested.run_id, run)
+        sweep.finish(ticket, status, summary, [])
+    ours = optuna.load_study(study_name=sweep.sweep_id, storage=open_storage(journal))
+    told = [(t.state, t.values) for t in ours.get_trials()]
+    assert told == [(t.state, t.values) for t in theirs.study.get_trials()]
+    assert {TrialState.COMPLETE, TrialState.FAIL} == {state for state, _ in told}
+
+
+def test_a_single_objective_trial_reports_epochs_at_wandbs_steps(tmp_path: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    sweep = OptunaSweep(create(_file(tmp_path, SINGLE), journal), journal)
+    ticket = sweep.next_trial()
+    history = [{"epoch": e, "val/accuracy": 0.5 + e / 10} for e in (1, 2, 3)]
+    for entry in history:
+        assert sweep.report(ticket, entry["epoch"], entry) is False  # W&B's study: no pruner
+    sweep.finish(ticket, "completed", {"val/accuracy": 0.6}, history)
+    (trial,) = stored_trials(journal, sweep.sweep_id)
+    assert trial.intermediate_values == {0: 0.6, 1: 0.7, 2: 0.8}  # `_step` counts from 0
+    assert trial.value == 0.6  # the summary's value, as W&B tells it, not the best epoch
+
+
+def _multi_objective_sweep(tmp_path: Path) -> tuple[str, str]:
+    journal = str(tmp_path / "sweeps.journal")
+    sweep_id = create(_file(tmp_path, PAIR, run_cap=6), journal)
+    sweep = OptunaSweep(sweep_id, journal, seed=1)
+    points = [(0.90, 5000), (0.95, 9000), (0.80, 9000), (0.97, 30000), (0.85, 2000)]
+    for accuracy, parameters in points:
+        ticket = sweep.next_trial()
+        summary = {"val/accuracy": accuracy, "parameters": parameters, "test/accuracy": 0.5}
+        sweep.finish(ticket, "completed", summary, [summary])
+    sweep.finish(sweep.next_trial(), "failed", {}, [], "loss is nan")
+    return sweep_id, journal
+
+
+def test_the_leaderboard_puts_the_pareto_front_first(tmp_path: Path) -> None:
+    sweep_id, journal = _multi_objective_sweep(tmp_path)
+    proc = cli("leaderboard", sweep_id, "--storage", journal, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    ranked = [(r["pareto rank"], r["val/accuracy"], r["parameters"]) for r in rows[:5]]
+    assert ranked == [
+        (1, 0.97, 30000),
+        (1, 0.95, 9000),
+        (1, 0.90, 5000),
+        (1, 0.85, 2000),
+        (2, 0.80, 9000),  # dominated by 0.95 at the same size
+    ]
+    assert rows[5]["state"] == "failed" and rows[5]["pareto rank"] is None
+    status = cli("status", sweep_id, "--storage", journal).stdout
+    assert "multi-objective: val/accuracy (maximize), parameters (minimize)" in status
+    assert "multi-objective (2)" in cli("ls", "--storage", journal).stdout
+
+
+@pytest.mark.parametrize(
+    ("choice", "fragment"),
+    [
+        ((), "has 2 objectives (val/accuracy, parameters): no single best"),
+        (("--where", "parameters<<3"), "expected NAME<VALUE"),
+        (("--where", "parameters<nan"), "with a finite number"),
+        (("--prefer", "test/accuracy"), "expected one of the objectives"),
+        (("--where", "parameters<1000"), "no completed trial has parameters<1000"),
+    ],
+)
+def test_best_on_a_multi_objective_sweep_needs_a_choice(
+    tmp_path: Path, choice: tuple[str, ...], fragment: str
+) -> None:
+    sweep_id, journal = _multi_objective_sweep(tmp_path)
+    proc = cli("best", sweep_id, "--storage", journal, *choice)
+    assert_one_line_error(proc, fragment)
+
+
+def test_pareto_ranks_are_non_dominated_sorting() -> None:
+    from kmnist.results.pareto import ranks
+
+    points = [(0.9, 5.0), (0.95, 9.0), (0.8, 9.0), (0.97, 30.0), (0.8, 9.0), (math.inf, 99.0)]
+    assert ranks(points, ["maximize", "minimize"]) == [1, 1, 2, 1, 2, 1]
+    assert ranks([], ["maximize", "minimize"]) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"parameters": {**SPACE, "grp": {"parameters": {"k": {"value": 1}}}}}, "flat parameters"),
+        (
+            {"parameters": {**SPACE, "lr": {"distribution": "normal", "mu": 0, "sigma": 1}}},
+            "no Optuna equivalent",
+        ),
+        (
+            {
+                "metrics": [
+                    {"name": "val/accuracy", "goal": "maximize"},
+                    {"name": "flops", "goal": "minimize"},
+                ]
+            },
+            "does not log 'flops'",
+        ),
+        (
+            {
+                "metrics": [
+                    {"name": "val/accuracy", "goal": "maximize"},
+                    {"name": "test/accuracy", "goal": "maximize"},
+                ]
+            },
+            "never tune on",
+        ),
+        ({"metrics": [{"name": "val/accuracy", "goal": "maximize"}]}, "at least two metrics"),
+        (
+            {"early_terminate": {"type": "hyperband", "min_iter": 1}},
+            "cannot be used with scheduler",
+        ),
+        ({"method": "random"}, "scheduler engine optuna runs method custom"),
+        ({"scheduler": {"engine": "hyperopt"}}, "optuna, ax or wandb"),
+    ],
+)
+def test_scheduler_files_wandb_would_not_run_are_refused(
+    tmp_path: Path, change: dict[str, Any], fragment: str
+) -> None:
+    path = _file(tmp_path, PAIR)
+    body = yaml.safe_load(path.read_text(encoding="utf-8")) | change
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    proc = cli("validate", str(path))  # every problem, one line each
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert fragment in proc.stderr and str(path) in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("scheduler_config", "fragment"),
+    [
+        ({"engine": "ax"}, "scheduler engine ax is not run offline yet"),
+        ({"engine": "optuna", "source": "mine.py", "optimizer": "study"}, "runs code from a file"),
+    ],
+)
+def test_what_the_offline_engine_does_not_run_yet_is_one_line_at_create(
+    tmp_path: Path, scheduler_config: dict[str, str], fragment: str
+) -> None:
+    path = _file(tmp_path, PAIR)
+    body = yaml.safe_load(path.read_text(encoding="utf-8")) | {"scheduler": scheduler_config}
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    journal = str(tmp_path / "sweeps.journal")
+    proc = cli("create", str(path), "--backend", "optuna", "--storage", journal)
+    assert_one_line_error(proc, fragment)
