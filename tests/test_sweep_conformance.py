@@ -110,7 +110,12 @@ VALID = [
     ),
     sweep(parameters=P, command=["${env}", "python", "${program}", "${args}"], name="n"),
     sweep(parameters=P, project="p", entity="e", description="d", controller={"type": "local"}),
-    sweep(method="custom", scheduler={"engine": "optuna", "source": "s.py"}, parameters=P),
+    sweep(
+        method="custom",
+        scheduler={"engine": "optuna", "source": "s.py"},
+        metric=METRIC,
+        parameters=P,
+    ),
     sweep(parameters={"a": {"value": None}}),
     sweep(parameters=P, command=["${env}", "${interpreter}", "${program}", "${envvar:SEED_1}"]),
     sweep(metrics=[METRIC, {"name": "acc", "goal": "maximize"}], method="custom", parameters=P),
@@ -210,6 +215,21 @@ STRICTER = [
     # The trainer cannot read these (it reads --name=value), or takes `optimizer` as a value.
     {"method": "random", "parameters": P, "command": [*ENTRY, "${args_json}"]},
     {"method": "random", "parameters": {"optimizer": {"parameters": {"lr": {"value": 0.1}}}}},
+    # W&B's Optuna scheduler fails at its first tell with no metric (`Optimizer.metric_key`),
+    # and at its start on a form or group it cannot convert (`sweep_parameter_to_distribution`).
+    sweep(method="custom", scheduler={"engine": "optuna"}, parameters=P),
+    sweep(
+        method="custom",
+        scheduler={"engine": "optuna"},
+        metric=METRIC,
+        parameters={"a": {"distribution": "normal", "mu": 0, "sigma": 1}},
+    ),
+    sweep(
+        method="custom",
+        scheduler={"engine": "optuna"},
+        metric=METRIC,
+        parameters={"g": {"parameters": {"x": {"values": [1, 2]}}}},
+    ),
 ]
 
 

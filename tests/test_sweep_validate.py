@@ -555,8 +555,8 @@ ACCEPTED = [
     (
         "custom-scheduler",
         "method: custom\nscheduler: {engine: optuna, source: s.py}\n"
-        "parameters:\n  lr: {value: 0.1}\n",
-        "W&B only: method custom runs on a W&B scheduler",
+        "metric: {name: val/loss}\nparameters:\n  lr: {value: 0.1}\n",
+        "W&B only: scheduler source runs code from a file",
     ),
     (
         "local-controller",
@@ -585,8 +585,9 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
     ("text", "reason"),
     [
         (
-            "method: custom\nscheduler: {engine: optuna}\nparameters: {lr: {value: 0.1}}\n",
-            "method custom",
+            "method: custom\nscheduler: {engine: ax}\nmetric: {name: val/loss}\n"
+            "parameters: {lr: {value: 0.1}}\n",
+            "scheduler engine ax is not run offline yet",
         ),
         (OTHER + "parameters: {x: {value: 1}}\n", "runs only this project's trainer"),
         (
@@ -594,12 +595,12 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
             "'--device=cpu'",
         ),
         (
-            "method: custom\nscheduler: {engine: optuna}\n"
+            "method: custom\nscheduler: {engine: optuna, source: s.py, search_space: space}\n"
             "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
-            "method custom",
+            "scheduler source, search_space runs code from a file",
         ),
     ],
-    ids=["custom", "other-program", "train-option", "multi-objective"],
+    ids=["ax", "other-program", "train-option", "user-code"],
 )
 def test_offline_create_refuses_what_only_wandb_runs(
     text: str, reason: str, tmp_path: Path

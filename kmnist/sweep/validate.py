@@ -168,6 +168,10 @@ def scheduler(report: Report, data: dict[Any, Any]) -> None:
         report.add(("scheduler",), "optimizer and search_space need source")
     if engine == "optuna" and "search_space" not in value:
         optuna_space(report, data.get("parameters"))
+    if engine in ("optuna", "ax") and "metric" not in data and "metrics" not in data:
+        report.add(
+            (), f"a {engine} scheduler tells its study the runs' metric: add metric or metrics"
+        )
     if "early_terminate" in data:
         report.add(("early_terminate",), "cannot be used with scheduler")
     control = data.get("controller")
