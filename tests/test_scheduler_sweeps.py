@@ -290,3 +290,29 @@ def test_what_the_offline_engine_does_not_run_yet_is_one_line_at_create(
     journal = str(tmp_path / "sweeps.journal")
     proc = cli("create", str(path), "--backend", "optuna", "--storage", journal)
     assert_one_line_error(proc, fragment)
+
+
+def test_the_report_opens_with_the_pareto_front(tmp_path: Path) -> None:
+    sweep_id, journal = _multi_objective_sweep(tmp_path)
+    proc = cli("report", sweep_id, "--storage", journal, "--out", str(tmp_path / "page"))
+    assert proc.returncode == 0, proc.stderr
+    page = next((tmp_path / "page").glob("*.html")).read_text(encoding="utf-8")
+    assert page.index("Pareto front") < page.index("Optimisation history")
+    assert "pareto rank" in page
+
+
+def test_three_objectives_are_drawn_in_pairwise_panels(tmp_path: Path) -> None:
+    from kmnist.backends import open_control
+
+    three = [*PAIR, {"name": "latency_ms_b1", "goal": "minimize"}]
+    journal = str(tmp_path / "sweeps.journal")
+    sweep = OptunaSweep(create(_file(tmp_path, three, run_cap=4), journal), journal, seed=2)
+    for point in [(0.9, 5000, 0.2), (0.8, 9000, 0.3), (0.95, 8000, 0.1)]:
+        summary = dict(zip(("val/accuracy", "parameters", "latency_ms_b1"), point, strict=True))
+        sweep.finish(sweep.next_trial(), "completed", summary, [summary])
+    front, *rest = open_control(sweep.sweep_id, journal).plots()
+    assert front.title == "Pareto front" and not front.missing
+    (splom,) = front.figure.data
+    assert [d["label"] for d in splom.dimensions] == [m["name"] for m in three]
+    assert list(splom.text) == ["trial 0 (front)", "trial 1", "trial 2 (front)"]
+    assert rest  # the single-objective figures follow, on the first objective

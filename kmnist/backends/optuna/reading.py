@@ -63,7 +63,8 @@ class OptunaSweepControl:
     def plots(self) -> list[Plot]:
         from kmnist.backends.optuna.plots import plots
 
-        return plots(self.stored.study, self.stored.metric_name)
+        names = [name for name, _ in self.stored.spec.objectives]
+        return plots(self.stored.study, self.stored.metric_name, names)
 
 
 def record(t: FrozenTrial) -> TrialRecord:
