@@ -21,6 +21,7 @@ from wandb.sdk.sweeps.scheduler import optuna as wandb_optuna
 from wandb.sdk.sweeps.scheduler.optimizer import RunConfig, RunWithMetrics
 from wandb.sdk.sweeps.sweep_info import SweepInfo
 
+from kmnist.backends import SweepDone
 from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.sweep import schema
@@ -316,3 +317,67 @@ def test_three_objectives_are_drawn_in_pairwise_panels(tmp_path: Path) -> None:
     assert [d["label"] for d in splom.dimensions] == [m["name"] for m in three]
     assert list(splom.text) == ["trial 0 (front)", "trial 1", "trial 2 (front)"]
     assert rest  # the single-objective figures follow, on the first objective
+
+
+def test_warm_start_tells_the_new_study_what_fits_its_space(tmp_path: Path) -> None:
+    earlier, journal = _multi_objective_sweep(tmp_path)
+    configs = [t.user_attrs["config"] for t in stored_trials(journal, earlier)]
+    narrow = tmp_path / "narrow"
+    narrow.mkdir()
+    path = _file(narrow, PAIR, run_cap=2)
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    body["parameters"]["k"] = {"min": 1, "max": 15}
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    proc = cli(
+        "create", str(path), "--backend", "optuna", "--storage", journal, "--warm-start", earlier
+    )
+    assert proc.returncode == 0, proc.stderr
+    inside = sum(c["k"] <= 15 for c in configs)
+    assert (
+        f"warm start: {inside} finished trial(s) of {earlier} told to the search; " in proc.stderr
+    )
+    assert f"{len(configs) - inside} outside this sweep's parameters skipped" in proc.stderr
+    new = proc.stdout.strip()
+    seeded = stored_trials(journal, new)
+    assert len(seeded) == inside and all("seeded_from" in t.user_attrs for t in seeded)
+    assert {t.state for t in seeded} <= {TrialState.COMPLETE, TrialState.FAIL}
+    for trial in seeded:
+        if trial.state == TrialState.COMPLETE:
+            summary = trial.user_attrs["summary"]
+            assert trial.values == [summary["val/accuracy"], summary["parameters"]]
+    board = json.loads(cli("leaderboard", new, "--storage", journal, "--format", "json").stdout)
+    assert board == []  # the earlier sweep's trials teach the search; they are not this one's
+    sweep = OptunaSweep(new, journal)
+    for _ in range(2):  # run_cap 2 is this sweep's own two trials
+        sweep.finish(sweep.next_trial(), "failed", {}, [], "x")
+    with pytest.raises(SweepDone):
+        sweep.next_trial()
+
+
+def test_warm_start_from_a_sweep_that_is_not_there_makes_no_sweep(tmp_path: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    path = _file(tmp_path, PAIR)
+    proc = cli(
+        "create", str(path), "--backend", "optuna", "--storage", journal, "--warm-start", "gone-1"
+    )
+    assert_one_line_error(proc, "no sweep 'gone-1'")
+    assert "custom" not in cli("ls", "--storage", journal).stdout
+
+
+def test_warm_start_seeds_a_bayes_sweep_over_the_same_parameters(tmp_path: Path) -> None:
+    from engine_util import KNN_SWEEP, sweep_file
+
+    journal = str(tmp_path / "sweeps.journal")
+    earlier = create(sweep_file(tmp_path, KNN_SWEEP, run_cap=3), journal)
+    sweep = OptunaSweep(earlier, journal, seed=0)
+    for n in range(3):
+        summary = {"val/accuracy": 0.5 + n / 10}
+        sweep.finish(sweep.next_trial(), "completed", summary, [summary])
+    bayes = sweep_file(tmp_path, KNN_SWEEP, method="bayes", name="again")
+    proc = cli(
+        "create", str(bayes), "--backend", "optuna", "--storage", journal, "--warm-start", earlier
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warm start: 3 finished trial(s)" in proc.stderr and "0 outside" in proc.stderr
+    told = stored_trials(journal, proc.stdout.strip())
+    assert sorted(t.value for t in told) == [0.5, 0.6, 0.7]

@@ -216,6 +216,19 @@ def create_sweep(
     return create_study(spec_text, spec, name, storage, bayes_startup)
 
 
+def warm_start(sweep_id: str, earlier_id: str, storage: str | None = None) -> tuple[int, int]:
+    """Tell a new offline sweep the finished trials of an earlier one in the same storage, as
+    W&B's scheduler tells existing runs: (trials told, trials outside its parameters skipped)."""
+    if _is_wandb(sweep_id) or _is_wandb(earlier_id):
+        raise UserError("--warm-start: offline sweeps only (W&B's scheduler tells its own runs)")
+    from kmnist.backends.optuna.backend import OptunaSweep
+    from kmnist.backends.optuna.stored import load_sweep
+    from kmnist.backends.optuna.warm_start import seed
+
+    seeded = seed(OptunaSweep(sweep_id, storage), load_sweep(earlier_id, storage))
+    return seeded.told, seeded.skipped
+
+
 def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> WorkerSweep:
     """The worker face of the sweep a sweep id names, on its engine.
 

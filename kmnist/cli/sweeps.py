@@ -54,6 +54,12 @@ console = stdout_console(piped_width=220)
 @click.option("--project", help="W&B project [default: the file's `project`, else kmnist-sweep].")
 @click.option("--entity", help="W&B entity (user or team) [default: the file's, else yours].")
 @BAYES_STARTUP
+@click.option(
+    "--warm-start",
+    metavar="SWEEP_ID",
+    help="Seed the new (offline) sweep's search with an earlier sweep's finished trials over "
+    "the same parameters, as W&B's scheduler tells existing runs.",
+)
 def create(
     file: Path,
     backend: str,
@@ -62,21 +68,36 @@ def create(
     project: str | None,
     entity: str | None,
     bayes_startup: int | None,
+    warm_start: str | None,
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
-    from kmnist.backends import create_sweep
+    from kmnist.backends import create_sweep, open_control
+    from kmnist.backends import warm_start as seed_from
     from kmnist.cli import wandb_commands
+    from kmnist.errors import UserError
     from kmnist.sweep import load
 
     spec = load(file)  # a bad file gets its one line before any backend is chosen or contacted
     engine = wandb_commands.pick_backend(backend)
     text = file.read_text(encoding="utf-8")
     if engine == "wandb":
+        if warm_start:
+            raise UserError("--warm-start seeds an offline sweep: create it with --backend optuna")
         sweep_id = create_sweep(text, spec, engine, name=name, project=project, entity=entity)
         wandb_commands.say_created(sweep_id, spec, bayes_startup)
         return
+    if warm_start:
+        open_control(warm_start, storage)  # an unknown sweep is one line before any is made
+        if spec.method == "grid":
+            raise UserError("--warm-start: a grid visits every point whatever ran before")
     sweep_id = _create_offline(file, storage, name, bayes_startup, spec)
     click.echo(sweep_id)
+    if warm_start:
+        told, skipped = seed_from(sweep_id, warm_start, storage)
+        _say(
+            f"warm start: {told} finished trial(s) of {warm_start} told to the search; "
+            f"{skipped} outside this sweep's parameters skipped"
+        )
     _say(f"start agents with: {_agent_command(sweep_id, storage)}")
 
 

@@ -224,7 +224,8 @@ class OptunaSweep:
             raise self._done(why)
 
     def _target_reached(self, trials: list[FrozenTrial]) -> bool:
-        scored = [scored_value(t) for t in trials if t.state in _SCORED]
+        ours = [t for t in trials if t.state in _SCORED and "seeded_from" not in t.user_attrs]
+        scored = [scored_value(t) for t in ours]
         return any(v is not None and self.plan.target_reached(v) for v in scored)
 
     def _out_of_trials(self, trials: list[FrozenTrial]) -> str:
@@ -338,7 +339,7 @@ class OptunaSweep:
         value = self.score(summary, history)
         if value is not None:
             trial.set_user_attr("objective", value)
-        told = self._told(summary, value)
+        told = self.told(summary, value)
         if status == "completed" and told is None:
             missing = ", ".join(self.objective_names)
             status, reason = "failed", f"the metric {missing} was never logged"
@@ -352,7 +353,7 @@ class OptunaSweep:
             if status == "interrupted":
                 self.stored.retry(trial.number)
 
-    def _told(self, summary: Mapping[str, Any], value: float | None) -> Any:
+    def told(self, summary: Mapping[str, Any], value: float | None) -> Any:
         """What a completed trial is told: its score; on W&B's scheduler the summary's value of
         each objective (a list when there are several); None: it is told as failed."""
         if not self.plan.wandb_scheduler:
@@ -404,7 +405,7 @@ def counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool =
             t.state == TrialState.FAIL and t.number not in rerun and "discarded" not in t.user_attrs
         )
         for t in trials
-        if below is None or t.number < below
+        if (below is None or t.number < below) and "seeded_from" not in t.user_attrs
     )
 
 

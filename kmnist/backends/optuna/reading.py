@@ -33,7 +33,7 @@ class OptunaSweepControl:
         return [
             record(t)
             for t in self.stored.study.get_trials(deepcopy=False)
-            if "discarded" not in t.user_attrs
+            if "discarded" not in t.user_attrs and "seeded_from" not in t.user_attrs
         ]
 
     @answers
