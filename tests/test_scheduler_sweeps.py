@@ -381,3 +381,102 @@ def test_warm_start_seeds_a_bayes_sweep_over_the_same_parameters(tmp_path: Path)
     assert "warm start: 3 finished trial(s)" in proc.stderr and "0 outside" in proc.stderr
     told = stored_trials(journal, proc.stdout.strip())
     assert sorted(t.value for t in told) == [0.5, 0.6, 0.7]
+
+
+# -- the user's own study: code that runs only where allowed, from the file create hashed ------
+STUDY_CODE = """
+import optuna
+
+def study(sweep):
+    return optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+
+def done_after_two(sweep):
+    return study(sweep), lambda s: len(s.trials) >= 2
+
+def wrong_way(sweep):
+    return optuna.create_study(direction="minimize")
+
+def space(trial):
+    model = trial.suggest_categorical("model", ["knn", "cnn"])
+    if model == "knn":
+        return {"model": model, "k": trial.suggest_int("k", 1, 12)}
+    return {"model": model, "l1_size": trial.suggest_categorical("l1_size", [4, 8])}
+
+def listed(trial):
+    return [1, 2]
+
+NOT_A_FUNCTION = 3
+"""
+
+
+def _code_sweep(tmp_path: Path, **scheduler_keys: str) -> Path:
+    (tmp_path / "mine.py").write_text(STUDY_CODE, encoding="utf-8")
+    body = {
+        "method": "custom",
+        "scheduler": {"engine": "optuna", "source": str(tmp_path / "mine.py"), **scheduler_keys},
+        "metric": SINGLE[0],
+        "run_cap": 6,
+        "parameters": {"model": {"values": ["knn", "cnn"]}},
+    }
+    path = tmp_path / "code.yaml"
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
+def _create(path: Path, journal: str, *extra: str) -> Any:
+    return cli("create", str(path), "--backend", "optuna", "--storage", journal, *extra)
+
+
+def test_user_code_runs_only_when_allowed_and_only_as_created(tmp_path: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    path = _code_sweep(tmp_path, optimizer="study", search_space="space")
+    assert_one_line_error(_create(path, journal), "is code to run: pass --allow-code")
+    assert "code" not in cli("ls", "--storage", journal).stdout  # no sweep was made
+    made = _create(path, journal, "--allow-code")
+    assert made.returncode == 0, made.stderr
+    sweep_id = made.stdout.strip()
+    assert "--allow-code" in made.stderr  # the agent command says it too
+    study = optuna.load_study(study_name=sweep_id, storage=open_storage(journal))
+    assert set(study.user_attrs["scheduler_code"]) == {"source", "sha256"}  # no code stored
+    assert_one_line_error(cli("agent", sweep_id, "--storage", journal), "pass --allow-code")
+    sweep = OptunaSweep(sweep_id, journal, allow_code=True)
+    for _ in range(4):  # define-by-run: each model gets only its own knobs
+        ticket = sweep.next_trial()
+        knobs = {"knn": {"model", "k"}, "cnn": {"model", "l1_size"}}[ticket.config["model"]]
+        assert set(ticket.config) == knobs
+        sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
+    (tmp_path / "mine.py").write_text(STUDY_CODE + "\n# changed\n", encoding="utf-8")
+    proc = cli("agent", sweep_id, "--storage", journal, "--allow-code")
+    assert_one_line_error(proc, "changed since the sweep was created")
+
+
+def test_the_users_terminator_ends_the_sweep(tmp_path: Path) -> None:
+    journal = str(tmp_path / "sweeps.journal")
+    made = _create(_code_sweep(tmp_path, optimizer="done_after_two"), journal, "--allow-code")
+    sweep = OptunaSweep(made.stdout.strip(), journal, allow_code=True)
+    for _ in range(2):
+        sweep.finish(sweep.next_trial(), "completed", {"val/accuracy": 0.5}, [])
+    with pytest.raises(SweepDone, match="terminator"):
+        sweep.next_trial()
+
+
+@pytest.mark.parametrize(
+    ("keys", "fragment"),
+    [
+        ({"optimizer": "missing"}, "has no 'missing'"),
+        ({"optimizer": "NOT_A_FUNCTION"}, "is int, not a function"),
+        ({"optimizer": "wrong_way"}, "directions ['minimize'] do not match the sweep's goals"),
+        ({"search_space": "listed"}, "returned list, not a dict"),
+        ({"optimizer": "study", "source": "/nowhere/mine.py"}, "cannot read it"),
+    ],
+)
+def test_user_code_that_cannot_drive_the_sweep_is_one_line_at_create(
+    tmp_path: Path, keys: dict[str, str], fragment: str
+) -> None:
+    path = _code_sweep(tmp_path)
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    body["scheduler"].update(keys)
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    journal = str(tmp_path / "sweeps.journal")
+    assert_one_line_error(_create(path, journal, "--allow-code"), fragment)
+    assert "code" not in cli("ls", "--storage", journal).stdout

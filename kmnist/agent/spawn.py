@@ -74,10 +74,14 @@ def gpu_commands(devices: Sequence[str], argv: Sequence[str]) -> list[list[str]]
     return [cli(*base, "--device", device) for device in devices]
 
 
-def local_agents(sweep_id: str, agents: int, storage: str | None = None) -> list:
-    """`agents` quiet agent processes on the sweep, sharing this host's cores."""
+def local_agents(
+    sweep_id: str, agents: int, storage: str | None = None, allow_code: bool = False
+) -> list:
+    """`agents` quiet agent processes on the sweep, sharing this host's cores (allowed to run
+    the sweep's own study file when `run` was)."""
     threads = max(1, (os.cpu_count() or 1) // agents)  # oversubscribed cores thrash
-    command = cli("agent", sweep_id, "--quiet", "--threads", str(threads))
+    allowed = ["--allow-code"] if allow_code else []
+    command = cli("agent", sweep_id, "--quiet", "--threads", str(threads), *allowed)
     return start([command] * agents, storage_env(storage))
 
 

@@ -200,6 +200,7 @@ def create_sweep(
     project: str | None = None,
     entity: str | None = None,
     bayes_startup: int | None = None,
+    allow_code: bool = False,
 ) -> str:
     """Register a sweep file that validated as `spec` on `engine`; its sweep id.
 
@@ -213,7 +214,7 @@ def create_sweep(
         return str(wandb_backend.create_sweep(config, project, entity).path)
     from kmnist.backends.optuna.backend import create_sweep as create_study
 
-    return create_study(spec_text, spec, name, storage, bayes_startup)
+    return create_study(spec_text, spec, name, storage, bayes_startup, allow_code)
 
 
 def warm_start(sweep_id: str, earlier_id: str, storage: str | None = None) -> tuple[int, int]:
@@ -229,11 +230,14 @@ def warm_start(sweep_id: str, earlier_id: str, storage: str | None = None) -> tu
     return seeded.told, seeded.skipped
 
 
-def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off") -> WorkerSweep:
+def open_sweep(
+    sweep_id: str, storage: str | None = None, wandb_mode: str = "off", allow_code: bool = False
+) -> WorkerSweep:
     """The worker face of the sweep a sweep id names, on its engine.
 
     `storage` is where Optuna sweeps live; `wandb_mode` (off, offline, online) also logs every
-    trial of an Optuna sweep as a W&B run (a W&B sweep's trials are W&B runs already).
+    trial of an Optuna sweep as a W&B run (a W&B sweep's trials are W&B runs already);
+    `allow_code` lets a scheduler sweep run the user's own study file on this machine.
     """
     if _is_wandb(sweep_id):
         from kmnist.backends.wandb.sweep import WandbSweep
@@ -242,7 +246,7 @@ def open_sweep(sweep_id: str, storage: str | None = None, wandb_mode: str = "off
     from kmnist.backends.optuna.backend import OptunaSweep
     from kmnist.backends.wandb.trials import logged
 
-    return logged(OptunaSweep(sweep_id, storage), wandb_mode)
+    return logged(OptunaSweep(sweep_id, storage, allow_code=allow_code), wandb_mode)
 
 
 def open_control(sweep_id: str, storage: str | None = None) -> SweepControl:

@@ -39,6 +39,13 @@ BAYES_STARTUP = click.option(
     f"[default: {WANDB_STARTUP}, as W&B's engine; a W&B sweep's server decides its own].",
 )
 
+# Off by default, never from the environment: a sweep's user code runs only where someone says so.
+ALLOW_CODE = click.option(
+    "--allow-code",
+    is_flag=True,
+    help="Let a scheduler sweep run its own Optuna study (scheduler.source) on this machine; "
+    "the file must match the SHA-256 `create` stored.",
+)
 
 # The most agents, replicas or agents per GPU one command may ask for: a typo's 10**9 would
 # fork that many processes or build that many slots before anything could refuse it.

@@ -23,7 +23,14 @@ from kmnist.agent.gpu_lease import lease_device
 from kmnist.backends import artifact_dir, open_control, open_sweep
 from kmnist.cli.console import err_console, stdout_console
 from kmnist.cli.console import say as _say
-from kmnist.cli.options import ARTIFACTS, BAYES_STARTUP, MAX_AGENTS, STORAGE, lease_options
+from kmnist.cli.options import (
+    ALLOW_CODE,
+    ARTIFACTS,
+    BAYES_STARTUP,
+    MAX_AGENTS,
+    STORAGE,
+    lease_options,
+)
 from kmnist.masking import mask
 from kmnist.results import leaderboard
 from kmnist.results.progress import progress
@@ -54,6 +61,7 @@ console = stdout_console(piped_width=220)
 @click.option("--project", help="W&B project [default: the file's `project`, else kmnist-sweep].")
 @click.option("--entity", help="W&B entity (user or team) [default: the file's, else yours].")
 @BAYES_STARTUP
+@ALLOW_CODE
 @click.option(
     "--warm-start",
     metavar="SWEEP_ID",
@@ -68,6 +76,7 @@ def create(
     project: str | None,
     entity: str | None,
     bayes_startup: int | None,
+    allow_code: bool,
     warm_start: str | None,
 ) -> None:
     """Validate FILE and register it as a sweep; prints the id and the agent command."""
@@ -90,7 +99,7 @@ def create(
         open_control(warm_start, storage)  # an unknown sweep is one line before any is made
         if spec.method == "grid":
             raise UserError("--warm-start: a grid visits every point whatever ran before")
-    sweep_id = _create_offline(file, storage, name, bayes_startup, spec)
+    sweep_id = _create_offline(file, storage, name, bayes_startup, spec, allow_code)
     click.echo(sweep_id)
     if warm_start:
         told, skipped = seed_from(sweep_id, warm_start, storage)
@@ -98,7 +107,7 @@ def create(
             f"warm start: {told} finished trial(s) of {warm_start} told to the search; "
             f"{skipped} outside this sweep's parameters skipped"
         )
-    _say(f"start agents with: {_agent_command(sweep_id, storage)}")
+    _say(f"start agents with: {_agent_command(sweep_id, storage, allow_code)}")
 
 
 def _create_offline(
@@ -107,6 +116,7 @@ def _create_offline(
     name: str | None,
     bayes_startup: int | None,
     spec: SweepSpec | None = None,
+    allow_code: bool = False,
 ) -> str:
     """Register FILE on the offline engine (named NAME, else its `name`, else its stem)."""
     from kmnist.backends import create_sweep
@@ -116,12 +126,18 @@ def _create_offline(
     text = file.read_text(encoding="utf-8")
     name = name or spec.name or file.stem
     return create_sweep(
-        text, spec, "optuna", name=name, storage=storage, bayes_startup=bayes_startup
+        text,
+        spec,
+        "optuna",
+        name=name,
+        storage=storage,
+        bayes_startup=bayes_startup,
+        allow_code=allow_code,
     )
 
 
-def _agent_command(sweep_id: str, storage: str | None) -> str:
-    words = ["kmnist-sweep", "agent", sweep_id]
+def _agent_command(sweep_id: str, storage: str | None, allow_code: bool = False) -> str:
+    words = ["kmnist-sweep", "agent", sweep_id, *(["--allow-code"] if allow_code else [])]
     if not storage:
         return shlex.join(words)
     shown = mask(storage)
@@ -171,6 +187,7 @@ def _agent_command(sweep_id: str, storage: str | None) -> str:
 )
 @ARTIFACTS
 @lease_options
+@ALLOW_CODE
 def agent(
     sweep_id: str,
     storage: str | None,
@@ -186,6 +203,7 @@ def agent(
     artifacts_root: Path | None,
     lease_dir: Path | None,
     gpu_share: int | None,
+    allow_code: bool,
 ) -> None:
     """Work through sweep SWEEP_ID: pull trials, train them here, report back.
 
@@ -198,7 +216,7 @@ def agent(
     if len(devices) > 1:
         sys.exit(spawn.per_gpu(devices, sys.argv[1:], storage))
     device = check_device(_pick_device(devices, device, lease_dir, gpu_share))
-    sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode))
+    sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode), allow_code)
     keeper = keeper_for(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
     wait = not no_wait and count is None
     summary = _work(sweep, device, count, max_failures, threads, quiet, wait, keeper)
@@ -259,18 +277,20 @@ def _print_trial(ticket: Ticket, result: TrialResult) -> None:
 @STORAGE
 @click.option("--name", help="Sweep name [default: the file's `name`].")
 @BAYES_STARTUP
+@ALLOW_CODE
 def run(
     file: Path,
     agents: int | None,
     storage: str | None,
     name: str | None,
     bayes_startup: int | None,
+    allow_code: bool,
 ) -> None:
     """Run a whole sweep here: create it, start local agents, show progress, print results."""
-    sweep_id = _create_offline(file, storage, name, bayes_startup)
+    sweep_id = _create_offline(file, storage, name, bayes_startup, allow_code=allow_code)
     agents = agents or spawn.default_agents()
     _say(f"sweep {sweep_id}: {agents} local agent(s); follow with `kmnist-sweep status {sweep_id}`")
-    procs = spawn.local_agents(sweep_id, agents, storage)
+    procs = spawn.local_agents(sweep_id, agents, storage, allow_code)
     sweep = open_control(sweep_id, storage)
     with spawn.forwarding_stops(procs):  # `kill` or a closed terminal: the agents stop too
         _follow(sweep, procs)

@@ -49,12 +49,6 @@ def _scheduler_refusals(raw: Mapping[str, object]) -> list[str]:
         return []
     if scheduler.get("engine") == "ax":
         return ["scheduler engine ax is not run offline yet: create it on W&B, or use optuna"]
-    code = [key for key in ("source", "optimizer", "search_space") if key in scheduler]
-    if code:
-        return [
-            f"scheduler {', '.join(code)} runs code from a file, which the offline engine "
-            "does not run yet: create it on W&B, or leave them out for W&B's default study"
-        ]
     return []
 
 

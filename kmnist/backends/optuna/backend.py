@@ -21,7 +21,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
-from kmnist.backends.optuna import scheduler
+from kmnist.backends.optuna import scheduler, user_code
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.liveness import Liveness
 from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
@@ -48,13 +48,16 @@ def create_sweep(
     name: str | None = None,
     url: str | None = None,
     bayes_startup: int | None = None,
+    allow_code: bool = False,
 ) -> str:
     """Register the sweep as a new study; returns its id.
 
     A sweep W&B runs but this engine cannot (see `engines.offline_refusals`) is refused here.
     The definition is stored as checked (`kmnist.sweep.definition`): opening trusts it.
     `bayes_startup`, kept with the study, is how many random trials bayes draws before its
-    model takes over (None: W&B's start, `objective.WANDB_STARTUP`).
+    model takes over (None: W&B's start, `objective.WANDB_STARTUP`). A scheduler sweep with
+    the user's own study runs its code only with `allow_code`: it is loaded and checked here,
+    and its file's path and SHA-256 are stored, never the code.
     """
     _refuse_what_only_wandb_runs(spec)
     if bayes_startup is not None and bayes_startup < 1:
@@ -65,6 +68,7 @@ def create_sweep(
         raise UserError(f"the offline engine cannot store this sweep: {exc}") from None
     base = name or spec.name or "sweep"
     sweep_id = f"{_slug(base)}-{secrets.token_hex(3)}"
+    code = _checked_code(spec, sweep_id, allow_code)  # before the study: a refusal makes none
     storage = open_storage(url, create=True)  # the one command that may make a journal file
     with answering(storage_url(url)):
         directions = [goal for _, goal in spec.objectives] or [spec.goal]
@@ -79,7 +83,32 @@ def create_sweep(
         study.set_user_attr("state", "running")
         if bayes_startup is not None:
             study.set_user_attr("bayes_startup", bayes_startup)
+        if code:
+            study.set_user_attr(user_code.CODE, code)
     return sweep_id
+
+
+def _checked_code(spec: SweepSpec, sweep_id: str, allow_code: bool) -> dict[str, str] | None:
+    """{source, sha256} of the user's study file, once it loaded and passed every check."""
+    if not user_code.names_code(spec.raw):
+        return None
+    source = spec.raw["scheduler"]["source"]
+    if not allow_code:
+        raise UserError(
+            f"scheduler.source {source} is code to run: pass {user_code.ALLOW} to allow it on "
+            "this machine (and to each agent)"
+        )
+    digest = user_code.fingerprint(source)
+    user_code.load(spec.raw, _facts(spec, sweep_id), None)
+    return {"source": source, "sha256": digest}
+
+
+def _facts(spec: SweepSpec, sweep_id: str) -> user_code.SweepFacts:
+    """The sweep as W&B's scheduler describes it to an optimizer factory."""
+    project = spec.project or "kmnist-sweep"
+    return user_code.SweepFacts(
+        sweep_id, spec.name or sweep_id, spec.entity or "", project, dict(spec.raw), sweep_id
+    )
 
 
 def _refuse_what_only_wandb_runs(spec: SweepSpec) -> None:
@@ -130,7 +159,13 @@ class OptunaSweep:
 
     holds_artifacts = False  # a trial's files stay on this host's disk, best N kept
 
-    def __init__(self, sweep_id: str, url: str | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        sweep_id: str,
+        url: str | None = None,
+        seed: int | None = None,
+        allow_code: bool = False,
+    ) -> None:
         stored = load_sweep(sweep_id, url)
         self.stored, self.sweep_id, self.url = stored, sweep_id, stored.url
         self.study, self.storage, self.spec = stored.study, stored.storage, stored.spec
@@ -139,11 +174,26 @@ class OptunaSweep:
             raise UserError(f"sweep {sweep_id}: the offline engine cannot run it: {refusals[0]}")
         self.command_parameters = self._command_parameters()
         startup = self.study.user_attrs.get("bayes_startup")
-        self.plan: StudyPlan = plan(self.spec, seed, startup=startup)
+        user = self._user_study(allow_code)
+        self.plan: StudyPlan = plan(self.spec, seed, startup=startup, user=user)
         self.study.sampler, self.study.pruner = self.plan.sampler, self.plan.pruner
         self.liveness = Liveness(stored)
         # Trial number -> the storage fault that cut it short (a full disk, the database gone)
         self._faults: dict[int, StorageFault] = {}
+
+    def _user_study(self, allow_code: bool) -> user_code.UserStudy | None:
+        """The user's study of a scheduler sweep, rebuilt from the local file whose hash the
+        sweep stored (nothing stored is executed); one line when not allowed or changed."""
+        if not user_code.names_code(self.spec.raw):
+            return None
+        stored = self.study.user_attrs.get(user_code.CODE) or {}
+        if not allow_code:
+            raise UserError(
+                f"sweep {self.sweep_id} runs the study in {stored.get('source', 'its source')}: "
+                f"pass {user_code.ALLOW} to allow that code on this machine"
+            )
+        facts = _facts(self.spec, self.sweep_id)
+        return user_code.load(self.spec.raw, facts, stored.get("sha256", "unknown"))
 
     @property
     def metric(self) -> str | None:
@@ -189,10 +239,18 @@ class OptunaSweep:
         if self._past_grid(frozen):
             self._discard(trial, "every grid point was taken while it was asked")
             raise self._done("every grid point has been run")
-        drawn = trial.params if self.plan.wandb_scheduler else suggest_config(trial, self.spec)
-        config = {**self.command_parameters, **drawn}
+        config = {**self.command_parameters, **self._drawn(trial)}
         trial.set_user_attr("config", config)
         return Ticket(trial.number, config, trial, retry_of(frozen))
+
+    def _drawn(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trial's parameters: the user's define-by-run space, W&B's scheduler's flat ones,
+        or the W&B-shaped config (groups nested) of the other methods."""
+        if self.plan.search_space is not None:
+            return dict(self.plan.search_space(trial))
+        if self.plan.wandb_scheduler:
+            return dict(trial.params)
+        return suggest_config(trial, self.spec)
 
     def _command_parameters(self) -> dict[str, str]:
         """Trainer parameters written into the sweep's command, as W&B's agent passes them.
@@ -222,6 +280,8 @@ class OptunaSweep:
             raise self._finished(f"target {self.metric} = {self.plan.target} reached")
         if why := self._out_of_trials(trials):
             raise self._done(why)
+        if self.plan.terminator is not None and self.plan.terminator(self.study):
+            raise self._finished("the study's terminator ended the search")
 
     def _target_reached(self, trials: list[FrozenTrial]) -> bool:
         ours = [t for t in trials if t.state in _SCORED and "seeded_from" not in t.user_attrs]
@@ -233,12 +293,9 @@ class OptunaSweep:
         if self.plan.run_cap is not None and counted(trials) >= self.plan.run_cap:
             return f"run_cap {self.plan.run_cap} reached"
         waiting = any(t.state == TrialState.WAITING for t in trials)
-        sampler = self.plan.sampler
-        if (
-            not waiting
-            and isinstance(sampler, WandbGridSampler)
-            and sampler.is_exhausted(self.study)
-        ):
+        # W&B's grid, or the user's Optuna GridSampler: both say when every point has run
+        exhausted = getattr(self.plan.sampler, "is_exhausted", None)
+        if not waiting and exhausted is not None and exhausted(self.study):
             return "every grid point has been run"
         return ""
 
@@ -345,11 +402,11 @@ class OptunaSweep:
             status, reason = "failed", f"the metric {missing} was never logged"
             trial.set_user_attr("failure_reason", reason)
         if status == "completed":
-            self.study.tell(trial, told)
+            _tell(self.study, trial, told)
         elif status == "stopped":
-            self.study.tell(trial, state=TrialState.PRUNED)
+            _tell(self.study, trial, state=TrialState.PRUNED)
         else:
-            self.study.tell(trial, state=TrialState.FAIL)
+            _tell(self.study, trial, state=TrialState.FAIL)
             if status == "interrupted":
                 self.stored.retry(trial.number)
 
@@ -388,6 +445,17 @@ class OptunaSweep:
 
 
 _SCORED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Optuna's GridSampler asks the study to stop once the grid is spent, which raises outside
+# optimize(); the outcome is already recorded (W&B's Optuna scheduler absorbs it the same way).
+_STOP_OUTSIDE_OPTIMIZE = "`Study.stop` is supposed to be invoked inside"
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, **kw: Any) -> None:
+    try:
+        study.tell(trial, values, **kw)
+    except RuntimeError as exc:
+        if _STOP_OUTSIDE_OPTIMIZE not in str(exc):
+            raise
 
 
 def counted(trials: list[FrozenTrial], below: int | None = None, waiting: bool = False) -> int:

@@ -14,14 +14,15 @@ Parameter names are the group path joined by "/" (W&B names cannot hold "/").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from optuna.distributions import BaseDistribution
 from optuna.pruners import BasePruner, NopPruner
 from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study, StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.axes import Axis, axes, suggest_config
@@ -31,6 +32,7 @@ from kmnist.backends.optuna.samplers import (
     WandbRandomSampler,
     quiet_experimental,
 )
+from kmnist.backends.optuna.user_code import UserStudy
 from kmnist.errors import UserError
 from kmnist.sweep import hyperband
 from kmnist.sweep.engines import scheduler_engine
@@ -81,13 +83,14 @@ class StudyPlan:
     pruner: BasePruner
     run_cap: int | None
     target: float | None
-    # W&B's Optuna scheduler (`method: custom`): the space it asks with, define-and-run; its
-    # trials are told their summary's values and report epochs at W&B's steps (`scheduler.py`).
+    # W&B's Optuna scheduler (`method: custom`): its trials are told their summary's values and
+    # report epochs at W&B's steps (`scheduler.py`); it asks with `distributions` (define-and-
+    # run), or runs the user's `search_space` on each trial (define-by-run); the user's
+    # `terminator`, when given, ends the sweep.
+    wandb_scheduler: bool = False
     distributions: dict[str, BaseDistribution] | None = None
-
-    @property
-    def wandb_scheduler(self) -> bool:
-        return self.distributions is not None
+    search_space: Callable[[Trial], dict[str, Any]] | None = None
+    terminator: Callable[[Study], bool] | None = None
 
     def target_reached(self, value: float) -> bool:
         if self.target is None:
@@ -131,17 +134,36 @@ def make_pruner(spec: SweepSpec) -> BasePruner:
 
 
 def plan(
-    spec: SweepSpec, seed: int | None = None, bayes: str = "gp", startup: int | None = None
+    spec: SweepSpec,
+    seed: int | None = None,
+    bayes: str = "gp",
+    startup: int | None = None,
+    user: UserStudy | None = None,
 ) -> StudyPlan:
     if scheduler_engine(spec) == "optuna":
-        return scheduler_plan(spec, seed)
+        return scheduler_plan(spec, seed, user)
     target = spec.metric.target if spec.metric else None
     sampler = make_sampler(spec, seed, bayes, startup)
     return StudyPlan(spec.goal, sampler, make_pruner(spec), spec.run_cap, target)
 
 
-def scheduler_plan(spec: SweepSpec, seed: int | None = None) -> StudyPlan:
-    """The study W&B's Optuna scheduler makes (`create_study_from_sweep_config`): Optuna's
-    default sampler (TPE) over the file's parameters as W&B converts them, no pruner."""
-    space = scheduler.distributions(spec.raw.get("parameters") or {})
-    return StudyPlan(spec.goal, TPESampler(seed=seed), NopPruner(), spec.run_cap, None, space)
+def scheduler_plan(
+    spec: SweepSpec, seed: int | None = None, user: UserStudy | None = None
+) -> StudyPlan:
+    """The study W&B's Optuna scheduler makes (`build_optuna_optimizer`): with no user code,
+    Optuna's default sampler (TPE) over the file's parameters as W&B converts them and no
+    pruner (`create_study_from_sweep_config`); else the user's sampler, pruner, terminator and
+    search space, where given."""
+    user = user or UserStudy()
+    space = None if user.search_space else scheduler.distributions(spec.raw.get("parameters") or {})
+    return StudyPlan(
+        spec.goal,
+        user.sampler or TPESampler(seed=seed),
+        user.pruner or NopPruner(),
+        spec.run_cap,
+        None,
+        wandb_scheduler=True,
+        distributions=space,
+        search_space=user.search_space,
+        terminator=user.terminator,
+    )
