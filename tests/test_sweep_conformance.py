@@ -574,3 +574,151 @@ def test_a_missing_oracle_fails_in_ci_and_skips_elsewhere(
     )  # fmt: skip
     assert outcome in done.stdout, done.stdout
     assert (done.returncode != 0) == (ci == "true")
+
+
+# The scheduler and `metrics` cases of W&B's own tests (wandb/sweeps tests/test_config.py at
+# #138, b1dfc5f), with the verdict each expects of W&B's schema. `program` keeps the trainer's
+# rules out; bayes cases carry a metric (this project refuses bayes without one, above).
+SCHED = {"engine": "wandb", "source": "scheduler.py", "optimizer": "build_study"}
+V1 = {"v1": {"values": [1, 2, 3]}}
+TWO = [{"name": "loss", "goal": "minimize"}, {"name": "accuracy", "goal": "maximize"}]
+WANDB_SWEEPS_CASES: list[tuple[str, dict[str, Any], bool]] = [
+    (
+        "multi_objective_with_custom_method",
+        sweep(method="custom", metrics=TWO, parameters=V1),
+        True,
+    ),
+    ("metrics_requires_custom_method", sweep(method="bayes", metrics=TWO, parameters=V1), False),
+    (
+        "metric_and_metrics_mutually_exclusive",
+        sweep(method="custom", metric={"name": "loss"}, metrics=TWO, parameters=V1),
+        False,
+    ),
+    (
+        "metrics_requires_at_least_two",
+        sweep(method="custom", metrics=TWO[:1], parameters=V1),
+        False,
+    ),
+    (
+        "metrics_filled_with_defaults",
+        sweep(method="custom", metrics=[{"name": "loss"}, {"name": "accuracy"}], parameters=V1),
+        True,
+    ),
+    ("metrics_not_a_list", sweep(method="custom", metrics="not-a-list", parameters=V1), False),
+    (
+        "metrics_item_not_a_dict",
+        sweep(method="custom", metrics=[{"name": "loss"}, "not-a-dict"], parameters=V1),
+        False,
+    ),
+    (
+        "scheduler_wandb_engine_valid",
+        sweep(
+            method="bayes", metric=METRIC, scheduler={**SCHED, "search_space": "s"}, parameters=V1
+        ),
+        True,
+    ),
+    *(
+        (
+            f"scheduler_unavailable_engine_{engine}",
+            sweep(
+                method="bayes", metric=METRIC, scheduler={**SCHED, "engine": engine}, parameters=V1
+            ),
+            False,
+        )
+        for engine in ("optuna", "ax")
+    ),
+    (
+        "scheduler_invalid_engine_rejected",
+        sweep(method="bayes", metric=METRIC, scheduler={**SCHED, "engine": "nope"}, parameters=V1),
+        False,
+    ),
+    (
+        "scheduler_missing_required_field",
+        sweep(method="bayes", metric=METRIC, scheduler={"source": "s.py"}, parameters=V1),
+        False,
+    ),
+    (
+        "scheduler_only_engine_required",
+        sweep(method="bayes", metric=METRIC, scheduler={"engine": "wandb"}, parameters=V1),
+        True,
+    ),
+    *(
+        (
+            f"scheduler_{field}_requires_source",
+            sweep(
+                method="bayes",
+                metric=METRIC,
+                scheduler={"engine": "wandb", field: "b"},
+                parameters=V1,
+            ),
+            False,
+        )
+        for field in ("optimizer", "search_space")
+    ),
+    (
+        "scheduler_engine_wandb_requires_method",
+        sweep(method="custom", scheduler={"engine": "wandb"}, parameters=V1),
+        False,
+    ),
+    (
+        "scheduler_and_early_terminate_mutually_exclusive",
+        sweep(
+            method="bayes",
+            metric=METRIC,
+            scheduler={"engine": "wandb"},
+            early_terminate={"type": "hyperband", "min_iter": 3},
+            parameters=V1,
+        ),
+        False,
+    ),
+    *(
+        (
+            f"scheduler_and_controller_{kind}",
+            sweep(
+                method="bayes",
+                metric=METRIC,
+                scheduler={"engine": "wandb"},
+                controller={"type": kind},
+                parameters=V1,
+            ),
+            kind == "cloud",
+        )
+        for kind in ("local", "cloud")
+    ),
+    (
+        "early_terminate_without_scheduler_still_works",
+        sweep(
+            method="bayes",
+            metric=METRIC,
+            early_terminate={"type": "hyperband", "min_iter": 3},
+            parameters=V1,
+        ),
+        True,
+    ),
+    (
+        "parameters_not_required_when_scheduler_defines_search_space",
+        {
+            "program": "train.py",
+            "method": "bayes",
+            "metric": METRIC,
+            "scheduler": {**SCHED, "search_space": "s"},
+        },
+        True,
+    ),
+    (
+        "parameters_still_allowed_alongside_scheduler_search_space",
+        sweep(
+            method="bayes", metric=METRIC, scheduler={**SCHED, "search_space": "s"}, parameters=V1
+        ),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "valid"), [c[1:] for c in WANDB_SWEEPS_CASES], ids=[c[0] for c in WANDB_SWEEPS_CASES]
+)
+def test_validate_agrees_with_wandb_sweeps_own_scheduler_and_metrics_tests(
+    config: dict[str, Any], valid: bool
+) -> None:
+    assert ours_valid(config) == valid
