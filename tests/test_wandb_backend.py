@@ -176,6 +176,21 @@ def test_create_on_wandb_says_what_the_offline_engine_would_refuse(
     assert notes == said
 
 
+def test_a_scheduler_sweep_goes_to_wandb_unchanged_with_its_scheduler_command(
+    wandb_up: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict] = []
+    monkeypatch.setattr(wandb, "sweep", lambda config, **kw: calls.append(config) or "abc123")
+    path = Path(__file__).parent.parent / "sweeps" / "pareto_cpu.yaml"
+    result = CliRunner().invoke(main, ["create", str(path), "--backend", "wandb"])
+    assert result.exit_code == 0, result.output
+    assert calls == [yaml.safe_load(path.read_text())]  # W&B gets the file as it is
+    sweep_path = result.stdout.strip()
+    said = result.stderr.splitlines()
+    assert f"start the scheduler with: wandb sweep-scheduler {sweep_path}" in said
+    assert f"start agents with: kmnist-sweep agent {sweep_path}" in said
+
+
 def test_create_on_wandb_says_bayes_startup_is_not_sent(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

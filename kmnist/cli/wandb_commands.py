@@ -44,6 +44,8 @@ def say_created(sweep_id: str, spec: SweepSpec, bayes_startup: int | None = None
         say("--bayes-startup (KMNIST_BAYES_STARTUP) is for the offline engine: not sent to W&B")
     if url := wandb_backend.sweep_url(path):
         say(f"sweep page (leaderboard, plots): {url}")
+    if spec.raw.get("scheduler") is not None:  # W&B's local scheduler suggests the runs
+        say(f"start the scheduler with: wandb sweep-scheduler {sweep_id}")
     say(f"start agents with: {wandb_backend.CreatedSweep(path, url).agent_command}")
     say(f"   or W&B's own:   wandb agent {sweep_id}")
 
