@@ -480,3 +480,35 @@ def test_user_code_that_cannot_drive_the_sweep_is_one_line_at_create(
     journal = str(tmp_path / "sweeps.journal")
     assert_one_line_error(_create(path, journal, "--allow-code"), fragment)
     assert "code" not in cli("ls", "--storage", journal).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("storage", ["journal", "postgresql"])
+def test_four_agents_on_one_multi_objective_sweep_lose_and_repeat_nothing(
+    tmp_path: Path, kmnist_dir: Path, storage: str
+) -> None:
+    from engine_util import KNN_SWEEP, POSTGRES_URL, counted, finish_all, start_agents, sweep_file
+
+    url = POSTGRES_URL if storage == "postgresql" else str(tmp_path / "sweeps.journal")
+    metrics = [
+        {"name": "val/accuracy", "goal": "maximize"},
+        {"name": "latency_ms_b1000", "goal": "minimize"},
+    ]
+    scheduler_config = {"engine": "optuna"}
+    path = sweep_file(
+        tmp_path, KNN_SWEEP, method="custom", scheduler=scheduler_config, metric=None,
+        metrics=metrics, run_cap=8,
+    )  # fmt: skip
+    sweep_id = create(path, url)
+    try:
+        for code, err in finish_all(start_agents(sweep_id, url, 4), timeout=300):
+            assert code == 0, err
+        trials = stored_trials(url, sweep_id)
+        assert len(counted(trials)) == 8  # run_cap exact across four agents
+        assert [t.state for t in trials].count(TrialState.RUNNING) == 0
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        assert len({t.number for t in done}) == len(done) == 8
+        assert all(len(t.values) == 2 for t in done)
+    finally:
+        if storage == "postgresql":
+            optuna.delete_study(study_name=sweep_id, storage=open_storage(url))
