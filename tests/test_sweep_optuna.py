@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 import pytest
 from click.testing import CliRunner, Result
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from kmnist.backends.optuna.bridge import (
@@ -120,11 +120,22 @@ def test_direction_cap_target_and_custom() -> None:
     steps = plan(spec)
     assert (steps.direction, steps.run_cap, steps.target) == ("maximize", 7, 0.9)
     assert steps.target_reached(0.95) and not steps.target_reached(0.85)
+    scheduled = spec_of(
+        {
+            "method": "custom",
+            "scheduler": {"engine": "optuna"},
+            "metric": {"name": "acc", "goal": "maximize"},
+            "parameters": {"a": {"value": 1}},
+        }
+    )
+    steps = plan(scheduled)  # W&B's Optuna scheduler: TPE over W&B's distributions, no pruner
+    assert steps.wandb_scheduler and type(steps.sampler).__name__ == "TPESampler"
+    assert steps.distributions == {"a": CategoricalDistribution([1])}
     custom = spec_of(
-        {"method": "custom", "scheduler": {"engine": "optuna"}, "parameters": {"a": {"value": 1}}}
+        {"method": "custom", "metric": {"name": "acc"}, "parameters": {"a": {"value": 1}}}
     )
     with pytest.raises(UserError, match="W&B scheduler only"):
-        plan(custom)
+        plan(custom)  # custom with no scheduler engine: a W&B scheduler of its own
     default = spec_of(
         {"method": "random", "metric": {"name": "loss"}, "parameters": {"a": {"value": 1}}}
     )
