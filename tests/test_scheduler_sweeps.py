@@ -279,7 +279,7 @@ def test_scheduler_files_wandb_would_not_run_are_refused(
     ("scheduler_config", "fragment"),
     [
         ({"engine": "ax"}, "scheduler engine ax is not run offline yet"),
-        ({"engine": "optuna", "source": "mine.py", "optimizer": "study"}, "runs code from a file"),
+        ({"engine": "optuna", "source": "mine.py", "optimizer": "study"}, "pass --allow-code"),
     ],
 )
 def test_what_the_offline_engine_does_not_run_yet_is_one_line_at_create(

@@ -556,7 +556,7 @@ ACCEPTED = [
         "custom-scheduler",
         "method: custom\nscheduler: {engine: optuna, source: s.py}\n"
         "metric: {name: val/loss}\nparameters:\n  lr: {value: 0.1}\n",
-        "W&B only: scheduler source runs code from a file",
+        "method custom, metric val/loss (minimize)",
     ),
     (
         "local-controller",
@@ -594,13 +594,8 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
             OK + LR + "command: [python, -m, kmnist.wandb_entry, --device=cpu, '${args}']\n",
             "'--device=cpu'",
         ),
-        (
-            "method: custom\nscheduler: {engine: optuna, source: s.py, search_space: space}\n"
-            "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
-            "scheduler source, search_space runs code from a file",
-        ),
     ],
-    ids=["ax", "other-program", "train-option", "user-code"],
+    ids=["ax", "other-program", "train-option"],
 )
 def test_offline_create_refuses_what_only_wandb_runs(
     text: str, reason: str, tmp_path: Path
