@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 # Starter-CNN steps in a fresh process (glibc's thresholds are process-wide); prints the page
 # faults of a step once warm. Without keep_freed_memory() this printed 2,415 (Xeon, 2026-12-02).
 STEPS = """

@@ -27,6 +27,9 @@ from kmnist.trainer import artifacts, train
 from kmnist.trainer import data as kdata
 from kmnist.trainer.params import resolve
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, kmnist_dir: Path) -> tuple[str, str]:

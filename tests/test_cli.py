@@ -13,6 +13,9 @@ from engine_util import assert_one_line_error
 
 from kmnist.trainer import data as kdata
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 FAST_KNN = ["--model=knn", "--train_size=2000", "--val_fraction=0.05"]
 
 

@@ -32,6 +32,9 @@ from optuna.trial import TrialState
 from kmnist.agent.loop import Agent
 from kmnist.backends import Ticket, WorkerSweep, open_sweep
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def journal(tmp_path: Path) -> str:

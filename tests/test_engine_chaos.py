@@ -38,6 +38,9 @@ from optuna.trial import TrialState
 from kmnist.backends import SweepDone
 from kmnist.backends.optuna.backend import OptunaSweep
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 RUN_CAP = 8
 
 

@@ -19,6 +19,9 @@ from optuna.trial import TrialState
 from kmnist.backends import SweepDone
 from kmnist.backends.optuna.backend import OptunaSweep
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 WORKERS = 8
 RUN_CAP = 400
 

@@ -30,6 +30,9 @@ from engine_util import (
 )
 from optuna.trial import TrialState
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 
 @dataclass
 class Storage:

@@ -26,6 +26,9 @@ from kmnist.agent.gpu_lease import (
     try_acquire,
 )
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 # One agent process: lease a slot among `count` simulated GPUs, print "gpu slot", hold it until
 # stdin closes or the process is killed.
 HOLDER = """

@@ -47,7 +47,8 @@ from kmnist.sweep import grid
 from kmnist.sweep.source import MAX_BYTES, number_spelling, parse
 from kmnist.sweep.validate import check_source
 
-pytestmark = pytest.mark.usefixtures("kmnist_dir")
+# The CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = [pytest.mark.usefixtures("kmnist_dir"), pytest.mark.e2e]
 
 VALID = "method: random\nmetric: {name: val/accuracy, goal: maximize}\nparameters:\n"
 KNN = VALID + "  model: {value: knn}\n  train_size: {value: 1000}\n"

@@ -50,6 +50,9 @@ from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.trainer.faults import device_fault
 from kmnist.trainer.params import ConfigError
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 
 def agent(
     sweep_id: str, storage: str, err: Path, *extra: str, prefix: tuple[str, ...] = ()

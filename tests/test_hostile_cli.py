@@ -30,6 +30,9 @@ from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.cli import main
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 # Each is rich markup or an emoji code: a MarkupError, a swallowed tag, or a changed text.
 MARKUP = ["[/x]", "[red]zz", "[bold]b[/bold]", ":smile:", "[link=http://e.x]y"]
 QUIET = ("--quiet", "--threads", "1", "--wandb", "off")

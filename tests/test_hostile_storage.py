@@ -37,7 +37,8 @@ from engine_util import (
     wait_for,
 )
 
-pytestmark = pytest.mark.usefixtures("kmnist_dir")
+# The CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = [pytest.mark.usefixtures("kmnist_dir"), pytest.mark.e2e]
 
 SECRET = "hunter2-stalled-secret"
 # The documented bound (README, Storage): a server that never answers is one line within

@@ -20,6 +20,9 @@ from engine_util import (
 )
 from optuna.trial import TrialState
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 GRID = {"lr": {"values": [1.0e-3, 1.0e-2]}, "epochs": {"value": 2}}
 
 

@@ -370,6 +370,7 @@ def table_servers() -> Iterator[None]:
             optuna.delete_study(study_name=summary.study_name, storage=storage)
 
 
+@pytest.mark.e2e  # the CLI once per row and command
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: f"{row.kind}: {row.form}")
 def test_no_storage_password_shows_where_a_storage_is_echoed(
     row: Row, tmp_path: Path, table_servers: None

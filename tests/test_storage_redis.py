@@ -18,6 +18,9 @@ from engine_util import (
     sweep_file,
 )
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 redis = pytest.importorskip("redis")  # in the dev extra: CI has it
 DB_URL = "redis://127.0.0.1:6379/11"  # a database of its own, emptied before and after
 

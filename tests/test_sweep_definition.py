@@ -14,6 +14,9 @@ from kmnist.backends import open_control, open_sweep
 from kmnist.sweep import definition
 from kmnist.sweep.spec import build
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def journal(tmp_path: Path) -> str:

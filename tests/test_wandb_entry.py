@@ -30,6 +30,9 @@ from wandb_helpers import (
 from kmnist.backends.wandb.params import agent_params, read_param_file, split_args
 from kmnist.trainer.params import ConfigError, flatten_groups, resolve
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 SMALL_CNN = {
     "model": "cnn",
     "train_size": 600,

@@ -31,6 +31,9 @@ from kmnist.backends.wandb.trials import WandbLoggedSweep
 from kmnist.cli.wandb_commands import wandb_mode
 from kmnist.sweep import load
 
+# Runs the CLI, agents or servers as a user meets them: the full suite, not the fast subset.
+pytestmark = pytest.mark.e2e
+
 TINY_KNN = {
     "name": "knn-offline",
     "method": "random",
