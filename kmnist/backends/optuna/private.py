@@ -1,7 +1,7 @@
 """The one place the offline engine uses Optuna's private API, each use with why none is public.
 
 Everything else goes through Optuna's public API (Study, Trial, BaseSampler, BaseStorage).
-Checked against the Optuna pinned in requirements.lock: `tests/test_optuna_private.py`
+Checked against the Optuna pinned in requirements.lock: `tests/backends/test_optuna_private.py`
 fails, naming this module, when another Optuna version is installed or a use here breaks.
 """
 

@@ -6,8 +6,8 @@ one Optuna distribution by W&B's table (`distribution`); the study's directions 
 of `metrics` (or of `metric`), each "minimize" when unset; a run is told by its summary's value
 of each objective (not the best epoch: W&B's optimizer reads `summary_metrics`), failed when it
 failed or finished without every objective; a single-objective trial reports each logged epoch
-at W&B's `_step` (the epoch's index from 0) for the study's pruner. `tests/test_scheduler_*`
-holds this module against W&B's own functions.
+at W&B's `_step` (the epoch's index from 0) for the study's pruner.
+`tests/backends/test_scheduler_sweeps.py` holds this module against W&B's own functions.
 """
 
 from __future__ import annotations

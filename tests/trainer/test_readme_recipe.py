@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kmnist.trainer.params import resolve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _readme_recipe() -> list[str]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-AGENTS = Path(__file__).resolve().parents[1] / "agents"
+AGENTS = Path(__file__).resolve().parents[2] / "agents"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from optuna.storages import RDBStorage
 
 from kmnist.backends.optuna import private
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECHECK = "re-check each use in kmnist/backends/optuna/private.py, then update OPTUNA_VERSION"
 
 

@@ -34,9 +34,9 @@ from kmnist.sweep.spec import build
 from kmnist.sweep.validate import check_source
 from kmnist.trainer.params import resolve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ORACLE_PYTHON = Path(os.environ.get("WANDB_SWEEPS_PYTHON", ROOT / ".venv-sweeps/bin/python"))
-ORACLE = Path(__file__).with_name("sweep_oracle.py")
+ORACLE = Path(__file__).resolve().parents[1] / "sweep_oracle.py"
 Ask = Callable[[list[dict[str, Any]]], list[Any]]
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from kmnist import healthcheck
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ComposeLoader(yaml.SafeLoader):

@@ -26,7 +26,7 @@ from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.sweep import schema
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every parameter form of W&B's schema, and the shorthands W&B infers a form from.
 FORMS: list[dict[str, Any]] = [

@@ -16,7 +16,7 @@ from kmnist.sweep import SweepFileError, load
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OK = "method: random\nmetric: {name: val/accuracy, goal: maximize}\n"
 OTHER = "program: other.py\nmethod: random\n"  # someone else's program: format checks only
 LR = "parameters:\n  lr: {min: 0.0001, max: 0.1}\n"

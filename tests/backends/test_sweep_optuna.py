@@ -24,7 +24,7 @@ from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.source import Source
 from kmnist.sweep.validate import check_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

@@ -46,7 +46,7 @@ from kmnist.backends.wandb.sweep import WandbSweep
 from kmnist.cli import main
 from kmnist.trainer import data as kdata
 
-SWEEP = Path(__file__).parent.parent / "sweeps" / "knn_random.yaml"
+SWEEP = Path(__file__).resolve().parents[2] / "sweeps" / "knn_random.yaml"
 SECRET_FORMS = [FAKE_KEY, base64.b64encode(f"api:{FAKE_KEY}".encode()).decode()[:40]]
 
 
@@ -181,7 +181,7 @@ def test_a_scheduler_sweep_goes_to_wandb_unchanged_with_its_scheduler_command(
 ) -> None:
     calls: list[dict] = []
     monkeypatch.setattr(wandb, "sweep", lambda config, **kw: calls.append(config) or "abc123")
-    path = Path(__file__).parent.parent / "sweeps" / "pareto_cpu.yaml"
+    path = Path(__file__).resolve().parents[2] / "sweeps" / "pareto_cpu.yaml"
     result = CliRunner().invoke(main, ["create", str(path), "--backend", "wandb"])
     assert result.exit_code == 0, result.output
     assert calls == [yaml.safe_load(path.read_text())]  # W&B gets the file as it is

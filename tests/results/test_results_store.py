@@ -1,7 +1,7 @@
 """The artifact store, ensembles and report pictures, on stored probabilities.
 
 Probabilities here are made up (seeded) so each rule can be checked exactly; the end-to-end
-tests with real trained trials are in tests/test_best_ensemble.py.
+tests with real trained trials are in tests/results/test_best_ensemble.py.
 """
 
 from __future__ import annotations
