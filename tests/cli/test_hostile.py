@@ -35,6 +35,7 @@ from engine_util import (
     open_storage,
     stored_trials,
     sweep_file,
+    tmpfs,
     unprivileged,
     wait_for,
 )
@@ -669,25 +670,10 @@ def test_full_disk_mid_trial_file_size_limit(tmp_path: Path) -> None:
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A real 2 MiB tmpfs (root only), unmounted afterwards."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-@pytest.mark.slow
 def test_full_disk_mid_trial_tmpfs(tmp_path: Path, small_tmpfs: Path) -> None:
     journal = small_tmpfs / "sweeps.journal"
     filler = small_tmpfs / "filler"

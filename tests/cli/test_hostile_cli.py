@@ -17,14 +17,22 @@ import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from subprocess import PIPE
 
 import pytest
 from click.testing import CliRunner
-from engine_util import CLI, KNN_SWEEP, assert_one_line_error, cli, create, sweep_file, wait_for
+from engine_util import (
+    CLI,
+    KNN_SWEEP,
+    assert_one_line_error,
+    cli,
+    create,
+    sweep_file,
+    tmpfs,
+    wait_for,
+)
 
 from kmnist.backends import open_control
 from kmnist.backends.optuna.backend import OptunaSweep
@@ -310,26 +318,6 @@ def test_sync_refuses_a_path_for_a_sweep_id(tmp_path: Path, sweep_id: str) -> No
 WANDB_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 TINY_CNN = ["--model=cnn", "--train_size=100", "--val_fraction=0.01", "--batch_size=100"]
 TINY_CNN += ["--l1_size=2", "--l2_size=2", "--fc1_size=4"]
-
-
-@contextmanager
-def tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A real tmpfs of `size` at `folder` (root only), unmounted afterwards."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    folder.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def fill(folder: Path) -> None:
