@@ -17,6 +17,13 @@ from kmnist.errors import UserError
 from kmnist.results import atomic, leaderboard
 
 
+def _ranked_by(info: SweepInfo) -> str:
+    if not info.multi_objective:
+        return info.metric
+    names = ", ".join(name for name, _ in info.objectives)
+    return f"Pareto rank over {names} (the front first), then {info.metric},"
+
+
 def write(
     info: SweepInfo,
     records: Sequence[TrialRecord],
@@ -31,7 +38,7 @@ def write(
     page = _PAGE.format(
         title=html.escape(info.sweep_id),
         table=_html_table(leaderboard.rows(records, info.goal, info.metric, info.objectives)),
-        metric=html.escape(info.metric),
+        ranked_by=html.escape(_ranked_by(info)),
         sections=_sections([*plots, *extras]),
     )
     path = out_dir / f"{info.sweep_id}.html"
@@ -109,7 +116,7 @@ figure img {{ image-rendering: pixelated; border: 1px solid #ccc; }}
 </style></head>
 <body><h1>Sweep {title}</h1>
 <h2>Leaderboard</h2>
-<p class=note>Trials are ranked by {metric} on the validation split carved from the 60k training
+<p class=note>Trials are ranked by {ranked_by} on the validation split carved from the 60k training
 images; test/accuracy is scored once per trial and never used to choose. KMNIST's 10k test set is
 harder than a split of its training set: expect test about 1.3 points below validation.</p>
 {table}

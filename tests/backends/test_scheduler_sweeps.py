@@ -299,7 +299,7 @@ def test_the_report_opens_with_the_pareto_front(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     page = next((tmp_path / "page").glob("*.html")).read_text(encoding="utf-8")
     assert page.index("Pareto front") < page.index("Optimisation history")
-    assert "pareto rank" in page
+    assert "pareto rank" in page and "ranked by Pareto rank over val/accuracy, parameters" in page
 
 
 def test_three_objectives_are_drawn_in_pairwise_panels(tmp_path: Path) -> None:
