@@ -54,8 +54,9 @@ _SECRET_KEYS = (
     r"auth|authorization|x-api-key|credentials?"
 )
 _QUERY_SECRET = re.compile(rf"(?i)([?&;](?:{_SECRET_KEYS})=)[^&#;\s]*")
+# Not after `/` or `.`: `/etc/passwd:1:` is a file and its line, not a label and its secret.
 _KEY_VALUE = re.compile(
-    rf"""(?i)\b({_SECRET_KEYS})(['"]?\s*[:=]\s*['"]?)(?:(basic|bearer)\s+)?[^\s'",}}&]+"""
+    rf"""(?i)(?<![/.])\b({_SECRET_KEYS})(['"]?\s*[:=]\s*['"]?)(?:(basic|bearer)\s+)?[^\s'",}}&]+"""
 )
 # A libpq keyword string (`host=db password='a b'`): the value, quoted or up to a space.
 _DSN_SECRET = re.compile(

@@ -228,6 +228,9 @@ def test_mask_hides_the_password_of_every_url_form(text: str, shown: str) -> Non
         ("password: Secret is wrong", "password: *** is wrong"),
         ('{"token": "abc def"}', '{"token": "*** def"}'),  # quoted: a value
         ("api_key=expected a number", "api_key=*** a number"),  # after `=`: always a value
+        # a file and its line, not a label: `validate /etc/passwd` names it so
+        ("/etc/passwd:1: expected a mapping", "/etc/passwd:1: expected a mapping"),
+        ("conf/db.pass:3: bad", "conf/db.pass:3: bad"),
     ],
 )
 def test_mask_tells_a_sentence_from_a_secret(text: str, shown: str) -> None:
