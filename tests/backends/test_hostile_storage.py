@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import psycopg2
 import pytest
+import sqlalchemy
 from engine_util import (
     CNN_SWEEP,
     KNN_SWEEP,
@@ -36,6 +38,10 @@ from engine_util import (
     sweep_file,
     wait_for,
 )
+from optuna.trial import TrialState
+
+from kmnist.backends.optuna.backend import OptunaSweep
+from kmnist.errors import StorageFault
 
 # The CLI, agents or servers as a user meets them: the full suite, not the fast subset.
 pytestmark = [pytest.mark.usefixtures("kmnist_dir"), pytest.mark.e2e]
@@ -273,6 +279,55 @@ def test_a_link_that_stalls_mid_trial_ends_the_agent_with_one_line(
         # Nothing acknowledged is lost: the trial is still there, running, its epochs kept.
         (trial,) = stored_trials(POSTGRES_URL, sweep_id)
         assert trial.state.name == "RUNNING" and trial.intermediate_values
+    finally:
+        optuna.delete_study(study_name=sweep_id, storage=open_storage(POSTGRES_URL))
+
+
+def _terminate(pid: int) -> None:
+    """The server ends one backend (a restart, an admin's pg_terminate_backend), and it is gone
+    before this returns."""
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = %s"
+            wait_for(lambda: cur.execute(gone, (pid,)) or cur.fetchone() == (0,), 10, "gone")
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("cuts", [1, 2])
+def test_a_report_whose_connection_is_cut_mid_call_is_sent_again_once(
+    tmp_path: Path, cuts: int
+) -> None:
+    """The cut lands after the pool's ping, as the report's statement starts (the race an
+    agent meets when the server restarts while it reports an epoch). Sent again on a fresh
+    connection, the epoch is kept and the trial goes on; a second cut in a row is a fault."""
+    sweep_id = create(sweep_file(tmp_path, CNN_SWEEP, early_terminate=None), POSTGRES_URL)
+    try:
+        sweep = OptunaSweep(sweep_id, POSTGRES_URL)
+        ticket = sweep.next_trial()
+        left = [cuts]
+
+        def cut_as_it_starts(conn: Any, *_: Any) -> None:
+            if left[0] and threading.current_thread() is threading.main_thread():  # no heartbeat
+                left[0] -= 1
+                _terminate(conn.connection.dbapi_connection.get_backend_pid())
+
+        engine = sweep.storage.engine
+        sqlalchemy.event.listen(engine, "before_cursor_execute", cut_as_it_starts)
+        stop = sweep.report(ticket, 1, {"val/accuracy": 0.5})
+        sqlalchemy.event.remove(engine, "before_cursor_execute", cut_as_it_starts)
+        assert left == [0]
+        (trial,) = stored_trials(POSTGRES_URL, sweep_id)
+        if cuts == 1:
+            assert stop is False and trial.intermediate_values == {1: 0.5}
+            return
+        assert stop is True  # the trial stops; `finish` raises the fault, writing nothing more
+        with pytest.raises(StorageFault, match=r"^cannot reach sweep storage postgresql://"):
+            sweep.finish(ticket, "completed", {"val/accuracy": 0.5}, [])
+        assert trial.state == TrialState.RUNNING  # left for the reaper to run again
     finally:
         optuna.delete_study(study_name=sweep_id, storage=open_storage(POSTGRES_URL))
 

@@ -25,7 +25,7 @@ from kmnist.backends.optuna import scheduler, user_code
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.liveness import Liveness
 from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
-from kmnist.backends.optuna.storage import answering, open_storage, storage_url
+from kmnist.backends.optuna.storage import again_if_cut, answering, open_storage, storage_url
 from kmnist.backends.optuna.stored import (
     DEFINITION,
     SOURCE,
@@ -342,8 +342,9 @@ class OptunaSweep:
         step = scheduler.step_of(epoch) if self.plan.wandb_scheduler else epoch
         try:
             with answering(self.url):
-                ticket.handle.report(float(value), step=step)
-                return ticket.handle.should_prune()
+                # Both may run twice: the same value again, a read.
+                again_if_cut(lambda: ticket.handle.report(float(value), step=step))
+                return again_if_cut(ticket.handle.should_prune)
         except StorageFault as fault:
             # Stop the trial here; `finish` raises it, writing nothing more.
             self._faults[ticket.number] = fault

@@ -24,9 +24,9 @@ import importlib.util
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import optuna
@@ -57,6 +57,7 @@ HEARTBEAT_SECONDS = 10
 GRACE_SECONDS = 60
 RDB_SCHEMES = ("postgresql", "postgres", "mysql", "sqlite")
 MAX_RETRIES = 3
+_T = TypeVar("_T")
 
 
 class RetryTrial(RetryHeartbeatStaleTrialCallback):
@@ -280,10 +281,28 @@ def answering(url: str) -> Iterator[None]:
         raise StorageFault(database_fault(url, exc)) from None
 
 
+def again_if_cut(call: Callable[[], _T]) -> _T:
+    """`call`, made once more when the server cut its connection under it (a restart, a
+    pg_terminate_backend landing mid-call): the pool has dropped that connection and the second
+    try connects afresh. Only for calls that may run twice: a read, a write of the same value."""
+    try:
+        return call()
+    except DATABASE_ERRORS as exc:
+        if not getattr(_driver_error(exc), "connection_invalidated", False):
+            raise
+    return call()
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The error under Optuna's StorageInternalError, which wraps SQLAlchemy's."""
+    if isinstance(exc, optuna.exceptions.StorageInternalError):
+        return exc.__cause__ or exc
+    return exc
+
+
 def database_fault(url: str, exc: BaseException) -> str:
     """One line: which storage failed, the driver's own words, what is kept, what to do."""
-    error = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-    error = error or exc
+    error = _driver_error(exc)
     unreachable = isinstance(error, _UNREACHABLE) or getattr(error, "connection_invalidated", False)
     what = "cannot reach" if unreachable else "a write failed on"
     reason = first_line(getattr(error, "orig", None) or error)
