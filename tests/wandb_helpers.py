@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import wandb
+import yaml
 from wandb.agents.pyagent import _terminate_thread
 from wandb.sdk.lib.config_util import save_config_file_from_dict
 
@@ -205,3 +206,41 @@ class FakeAgent:
                 else:
                     os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.02)
+
+
+# -- the sweep schema ---------------------------------------------------------------------
+# Every parameter form of W&B's schema, and the shorthands W&B infers a form from.
+SCHEMA_FORMS: list[dict[str, Any]] = [
+    {"value": 3},
+    {"value": "adam", "distribution": "constant"},
+    {"values": [1, 2, 3]},
+    {"values": ["a", "b"], "distribution": "categorical"},
+    {"values": [0.1, 0.2], "probabilities": [0.5, 0.5]},
+    {"min": 1, "max": 9},
+    {"min": 0.5, "max": 9},
+    {"min": 1, "max": 9.0},
+    {"distribution": "int_uniform", "min": -3, "max": 3},
+    {"distribution": "uniform", "min": 0.0, "max": 1.0},
+    {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-1},
+    {"distribution": "q_uniform", "min": 0, "max": 10, "q": 2},
+    {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.25},
+    {"distribution": "q_uniform", "min": 0, "max": 10},
+    {"distribution": "q_log_uniform_values", "min": 1, "max": 256},
+    {"distribution": "q_log_uniform_values", "min": 1, "max": 256, "q": 4},
+    {"distribution": "q_log_uniform_values", "min": 0.5, "max": 256},
+    *({"distribution": d, "min": 0, "max": 1} for d in ("log_uniform", "inv_log_uniform")),
+    {"distribution": "inv_log_uniform_values", "min": 0.1, "max": 1.0},
+    *({"distribution": d, "mu": 0, "sigma": 1} for d in ("normal", "log_normal")),
+    *({"distribution": d, "mu": 0, "sigma": 1, "q": 1} for d in ("q_normal", "q_log_normal")),
+    {"distribution": "beta", "a": 2, "b": 3},
+    {"distribution": "q_beta", "a": 2, "b": 3, "q": 0.1},
+    {"distribution": "q_log_uniform", "min": 0, "max": 3, "q": 1},
+    {"parameters": {"k": {"value": 1}}},
+]
+
+
+def sweep_file_parameters() -> list[dict[str, Any]]:
+    found = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml")):
+        found += yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].values()
+    return found

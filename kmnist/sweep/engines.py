@@ -47,8 +47,11 @@ def _scheduler_refusals(raw: Mapping[str, object]) -> list[str]:
     scheduler = raw.get("scheduler")
     if not isinstance(scheduler, dict):
         return []
-    if scheduler.get("engine") == "ax":
-        return ["scheduler engine ax is not run offline yet: create it on W&B, or use optuna"]
+    if scheduler.get("engine") == "ax" and "optimizer" in scheduler:
+        return [
+            "an Ax client of your own (scheduler.optimizer) runs on W&B's scheduler; offline, "
+            "the ax engine runs W&B's default Ax client (leave optimizer out)"
+        ]
     return []
 
 
@@ -90,6 +93,8 @@ def _wandb_notes(spec: SweepSpec) -> list[str]:
                 f"warning: {grid.shown(points)} grid points and no run_cap below {grid.LIMIT:,}: "
                 "W&B runs every one"
             )
+    if scheduler_engine(spec) == "ax" and "search_space" in spec.raw["scheduler"]:
+        found.append("warning: scheduler.search_space is unused by the ax engine (W&B ignores it)")
     controller = spec.raw.get("controller")
     if isinstance(controller, dict) and controller.get("type") == "local":
         found.append("controller local: on W&B, run `wandb controller SWEEP_ID` beside the agents")

@@ -148,6 +148,9 @@ OPTUNA_FORMS = (
     "q_uniform",
     "q_log_uniform_values",
 )
+# The forms W&B's Ax scheduler turns into an Ax parameter (`sweep_parameter_to_parameter`): the
+# same table, q_log_uniform_values only with q 1.
+AX_FORMS = OPTUNA_FORMS
 
 # -- parameters ---------------------------------------------------------------------------------
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")

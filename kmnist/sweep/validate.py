@@ -168,6 +168,8 @@ def scheduler(report: Report, data: dict[Any, Any]) -> None:
         report.add(("scheduler",), "optimizer and search_space need source")
     if engine == "optuna" and "search_space" not in value:
         optuna_space(report, data.get("parameters"))
+    if engine == "ax":
+        ax_space(report, data.get("parameters"))
     if engine in ("optuna", "ax") and "metric" not in data and "metrics" not in data:
         report.add(
             (), f"a {engine} scheduler tells its study the runs' metric: add metric or metrics"
@@ -195,6 +197,67 @@ def optuna_space(report: Report, parameters: Any) -> None:
                 f"distribution {form} has no Optuna equivalent: W&B's Optuna scheduler takes "
                 f"{', '.join(schema.OPTUNA_FORMS)}",
             )
+
+
+def ax_space(report: Report, parameters: Any) -> None:
+    """W&B's Ax scheduler turns each parameter into one Ax parameter, or fails to start."""
+    for name, param in (parameters or {}).items() if isinstance(parameters, dict) else ():
+        if not isinstance(param, dict):
+            continue
+        path, form = ("parameters", name), form_of(param)
+        if "parameters" in param:
+            report.add(path, "W&B's Ax scheduler searches flat parameters, not a group")
+        elif _ax_choices(param):
+            _one_kind(report, path, param)
+        elif form is not None and form not in schema.AX_FORMS:
+            report.add(
+                path,
+                f"distribution {form} has no Ax equivalent: W&B's Ax scheduler takes "
+                f"{', '.join(schema.AX_FORMS)}",
+            )
+        elif form == "q_log_uniform_values" and not _ax_log_int(param):
+            report.add(
+                path,
+                "W&B's Ax scheduler takes q_log_uniform_values only as a log-scale range of "
+                "whole numbers: q 1 (or none) and min at least 1",
+            )
+
+
+def _ax_choices(param: dict[Any, Any]) -> bool:
+    """W&B's Ax scheduler reads these as a list of choices, whatever else they hold."""
+    named = param.get("distribution")
+    return "value" in param or ("values" in param and named is None) or named in _CHOICES
+
+
+_CHOICES = ("categorical", "constant")
+
+
+def _one_kind(report: Report, path: Path_, param: dict[Any, Any]) -> None:
+    """Ax holds choices of one type (whole and decimal numbers together count as one)."""
+    values = param["values"] if "values" in param else [param.get("value")]
+    if not isinstance(values, list):
+        return
+    kinds = {_kind(v) for v in values}
+    if len(kinds) > 1:
+        report.add(
+            path,
+            f"values mix {' and '.join(sorted(kinds))}: W&B's Ax scheduler takes values of one "
+            "type; choose one, or use the optuna or wandb engine",
+        )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "booleans"
+    if isinstance(value, (int, float)):
+        return "numbers"
+    return {str: "strings", type(None): "nulls"}.get(type(value), type(value).__name__)
+
+
+def _ax_log_int(param: dict[Any, Any]) -> bool:
+    q, low = param.get("q", 1), param.get("min")
+    whole_q = isinstance(q, int) and not isinstance(q, bool) and q == 1
+    return whole_q and isinstance(low, (int, float)) and not isinstance(low, bool) and low >= 1
 
 
 # -- early_terminate ----------------------------------------------------------------------------

@@ -20,49 +20,12 @@ from wandb.sdk.sweeps.run_state import RunState
 from wandb.sdk.sweeps.scheduler import optuna as wandb_optuna
 from wandb.sdk.sweeps.scheduler.optimizer import RunConfig, RunWithMetrics
 from wandb.sdk.sweeps.sweep_info import SweepInfo
+from wandb_helpers import SCHEMA_FORMS, sweep_file_parameters
 
 from kmnist.backends import SweepDone
 from kmnist.backends.optuna import scheduler
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.sweep import schema
-
-ROOT = Path(__file__).resolve().parents[2]
-
-# Every parameter form of W&B's schema, and the shorthands W&B infers a form from.
-FORMS: list[dict[str, Any]] = [
-    {"value": 3},
-    {"value": "adam", "distribution": "constant"},
-    {"values": [1, 2, 3]},
-    {"values": ["a", "b"], "distribution": "categorical"},
-    {"values": [0.1, 0.2], "probabilities": [0.5, 0.5]},
-    {"min": 1, "max": 9},
-    {"min": 0.5, "max": 9},
-    {"min": 1, "max": 9.0},
-    {"distribution": "int_uniform", "min": -3, "max": 3},
-    {"distribution": "uniform", "min": 0.0, "max": 1.0},
-    {"distribution": "log_uniform_values", "min": 1.0e-4, "max": 1.0e-1},
-    {"distribution": "q_uniform", "min": 0, "max": 10, "q": 2},
-    {"distribution": "q_uniform", "min": 0.0, "max": 1.0, "q": 0.25},
-    {"distribution": "q_uniform", "min": 0, "max": 10},
-    {"distribution": "q_log_uniform_values", "min": 1, "max": 256},
-    {"distribution": "q_log_uniform_values", "min": 1, "max": 256, "q": 4},
-    {"distribution": "q_log_uniform_values", "min": 0.5, "max": 256},
-    *({"distribution": d, "min": 0, "max": 1} for d in ("log_uniform", "inv_log_uniform")),
-    {"distribution": "inv_log_uniform_values", "min": 0.1, "max": 1.0},
-    *({"distribution": d, "mu": 0, "sigma": 1} for d in ("normal", "log_normal")),
-    *({"distribution": d, "mu": 0, "sigma": 1, "q": 1} for d in ("q_normal", "q_log_normal")),
-    {"distribution": "beta", "a": 2, "b": 3},
-    {"distribution": "q_beta", "a": 2, "b": 3, "q": 0.1},
-    {"distribution": "q_log_uniform", "min": 0, "max": 3, "q": 1},
-    {"parameters": {"k": {"value": 1}}},
-]
-
-
-def _sweep_file_parameters() -> list[dict[str, Any]]:
-    found = []
-    for path in sorted((ROOT / "sweeps").glob("*.yaml")):
-        found += yaml.safe_load(path.read_text(encoding="utf-8"))["parameters"].values()
-    return found
 
 
 def _wandb(param: dict[str, Any]) -> Any:
@@ -80,13 +43,14 @@ def _ours(param: dict[str, Any]) -> Any:
 
 
 @pytest.mark.filterwarnings("ignore")
-@pytest.mark.parametrize("param", FORMS + _sweep_file_parameters(), ids=repr)
+@pytest.mark.parametrize("param", SCHEMA_FORMS + sweep_file_parameters(), ids=repr)
 def test_every_parameter_form_becomes_wandbs_distribution(param: dict[str, Any]) -> None:
     assert _ours(param) == _wandb(param)
 
 
 def test_the_forms_validate_accepts_are_the_ones_wandb_converts() -> None:
-    converted = {f["distribution"] for f in FORMS if "distribution" in f and _wandb(f) != "refused"}
+    named = [f for f in SCHEMA_FORMS if "distribution" in f]
+    converted = {f["distribution"] for f in named if _wandb(f) != "refused"}
     assert converted == set(schema.OPTUNA_FORMS)
 
 
@@ -262,6 +226,20 @@ def test_pareto_ranks_are_non_dominated_sorting() -> None:
         ),
         ({"method": "random"}, "scheduler engine optuna runs method custom"),
         ({"scheduler": {"engine": "hyperopt"}}, "optuna, ax or wandb"),
+        (
+            {"scheduler": {"engine": "ax"}, "parameters": {**SPACE, "k": {"values": [1, "a"]}}},
+            "values mix numbers and strings",
+        ),
+        (
+            {
+                "scheduler": {"engine": "ax"},
+                "parameters": {
+                    **SPACE,
+                    "lr": {"distribution": "q_log_uniform_values", "min": 1, "max": 9, "q": 2},
+                },
+            },
+            "log-scale range of whole numbers",
+        ),
     ],
 )
 def test_scheduler_files_wandb_would_not_run_are_refused(
@@ -278,7 +256,7 @@ def test_scheduler_files_wandb_would_not_run_are_refused(
 @pytest.mark.parametrize(
     ("scheduler_config", "fragment"),
     [
-        ({"engine": "ax"}, "scheduler engine ax is not run offline yet"),
+        ({"engine": "ax", "source": "mine.py", "optimizer": "client"}, "an Ax client of your own"),
         ({"engine": "optuna", "source": "mine.py", "optimizer": "study"}, "pass --allow-code"),
     ],
 )

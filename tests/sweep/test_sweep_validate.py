@@ -585,9 +585,9 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
     ("text", "reason"),
     [
         (
-            "method: custom\nscheduler: {engine: ax}\nmetric: {name: val/loss}\n"
-            "parameters: {lr: {value: 0.1}}\n",
-            "scheduler engine ax is not run offline yet",
+            "method: custom\nscheduler: {engine: ax, source: mine.py, optimizer: client}\n"
+            "metric: {name: val/loss}\nparameters: {lr: {value: 0.1}}\n",
+            "an Ax client of your own (scheduler.optimizer) runs on W&B's scheduler",
         ),
         (OTHER + "parameters: {x: {value: 1}}\n", "runs only this project's trainer"),
         (

@@ -87,19 +87,19 @@ def suggest_config(trial: Trial, spec: SweepSpec, method: str | None = None) -> 
         path: param.value for path, param in spec.leaves() if isinstance(param, Constant)
     }
     for axis in axes(spec, method):
-        flat[axis.path] = axis.decode(_suggest(trial, axis))
+        flat[axis.path] = axis.decode(suggest(trial, axis.name, axis.distribution))
     ordered = {path: flat[path] for path, _ in spec.leaves()}
     return grid.nest(ordered)
 
 
-def _suggest(trial: Trial, axis: Axis) -> Any:
-    dist = axis.distribution
+def suggest(trial: Trial, name: str, dist: BaseDistribution) -> Any:
+    """The trial's value of `name`, drawn from `dist` through Optuna's public suggest API."""
     if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(axis.name, dist.choices)
+        return trial.suggest_categorical(name, dist.choices)
     if isinstance(dist, IntDistribution):
-        return trial.suggest_int(axis.name, dist.low, dist.high)
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
     assert isinstance(dist, FloatDistribution)
-    return trial.suggest_float(axis.name, dist.low, dist.high, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def encode(axis: Axis, value: Any) -> Any:

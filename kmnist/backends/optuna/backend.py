@@ -21,7 +21,9 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends import SweepDone, SweepDraining, SweepPaused, Ticket, TrialLost
-from kmnist.backends.optuna import scheduler, user_code
+from kmnist.backends.optuna import ax_sampler, scheduler, user_code
+from kmnist.backends.optuna.ax_sampler import AxDone
+from kmnist.backends.optuna.axes import suggest
 from kmnist.backends.optuna.bridge import StudyPlan, plan, suggest_config
 from kmnist.backends.optuna.liveness import Liveness
 from kmnist.backends.optuna.samplers import WandbGridSampler, retried, retry_of
@@ -36,7 +38,7 @@ from kmnist.backends.optuna.stored import (
 from kmnist.errors import StorageFault, UserError
 from kmnist.sweep import SweepSpec, definition, objective
 from kmnist.sweep.command import entry_words, literal_parameters
-from kmnist.sweep.engines import offline_refusals
+from kmnist.sweep.engines import offline_refusals, scheduler_engine
 
 # ask/tell with an RDB heartbeat warns that heartbeats belong to optimize(); we beat ourselves.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -60,6 +62,8 @@ def create_sweep(
     and its file's path and SHA-256 are stored, never the code.
     """
     _refuse_what_only_wandb_runs(spec)
+    if scheduler_engine(spec) == "ax":
+        ax_sampler.require()  # here, not at the first agent
     if bayes_startup is not None and bayes_startup < 1:
         raise UserError(f"bayes startup trials: expected a whole number >= 1, got {bayes_startup}")
     try:
@@ -222,7 +226,7 @@ class OptunaSweep:
         self.liveness.reap_dead_trials()
         self._check_open()
         self.liveness.check_writable()  # before a trial exists that could not be locked
-        trial = self.study.ask(self.plan.distributions)  # W&B's scheduler: define-and-run
+        trial = self.study.ask()  # its parameters are drawn once it is held (`_drawn`)
         try:
             with answering(self.url):
                 return self._hand_out(trial)
@@ -239,7 +243,12 @@ class OptunaSweep:
         if self._past_grid(frozen):
             self._discard(trial, "every grid point was taken while it was asked")
             raise self._done("every grid point has been run")
-        config = {**self.command_parameters, **self._drawn(trial)}
+        try:
+            drawn = self._drawn(trial)
+        except AxDone as done:
+            self._discard(trial, str(done))
+            raise self._finished(str(done)) from None
+        config = {**self.command_parameters, **drawn}
         trial.set_user_attr("config", config)
         return Ticket(trial.number, config, trial, retry_of(frozen))
 
@@ -248,8 +257,8 @@ class OptunaSweep:
         or the W&B-shaped config (groups nested) of the other methods."""
         if self.plan.search_space is not None:
             return dict(self.plan.search_space(trial))
-        if self.plan.wandb_scheduler:
-            return dict(trial.params)
+        if self.plan.distributions is not None:  # W&B's scheduler: define-and-run
+            return {name: suggest(trial, name, d) for name, d in self.plan.distributions.items()}
         return suggest_config(trial, self.spec)
 
     def _command_parameters(self) -> dict[str, str]:

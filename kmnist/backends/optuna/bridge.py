@@ -25,6 +25,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from kmnist.backends.optuna import scheduler
+from kmnist.backends.optuna.ax_sampler import AxSampler
 from kmnist.backends.optuna.axes import Axis, axes, suggest_config
 from kmnist.backends.optuna.samplers import (
     WandbBayesSampler,
@@ -140,7 +141,7 @@ def plan(
     startup: int | None = None,
     user: UserStudy | None = None,
 ) -> StudyPlan:
-    if scheduler_engine(spec) == "optuna":
+    if scheduler_engine(spec) in ("optuna", "ax"):
         return scheduler_plan(spec, seed, user)
     target = spec.metric.target if spec.metric else None
     sampler = make_sampler(spec, seed, bayes, startup)
@@ -153,9 +154,16 @@ def scheduler_plan(
     """The study W&B's Optuna scheduler makes (`build_optuna_optimizer`): with no user code,
     Optuna's default sampler (TPE) over the file's parameters as W&B converts them and no
     pruner (`create_study_from_sweep_config`); else the user's sampler, pruner, terminator and
-    search space, where given."""
+    search space, where given. On the Ax engine, W&B's default Ax client proposes each trial
+    (`ax_sampler`), with no pruner."""
     user = user or UserStudy()
-    space = None if user.search_space else scheduler.distributions(spec.raw.get("parameters") or {})
+    parameters = spec.raw.get("parameters") or {}
+    if scheduler_engine(spec) == "ax":
+        ax = AxSampler(parameters, spec.objectives, seed)
+        return StudyPlan(
+            spec.goal, ax, NopPruner(), spec.run_cap, None, True, distributions=ax.distributions
+        )
+    space = None if user.search_space else scheduler.distributions(parameters)
     return StudyPlan(
         spec.goal,
         user.sampler or TPESampler(seed=seed),

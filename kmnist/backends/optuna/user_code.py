@@ -63,9 +63,12 @@ class UserStudy:
 
 
 def names_code(raw: Mapping[str, Any]) -> bool:
+    """Whether the sweep runs the user's Optuna code (the ax engine never does offline)."""
     scheduler = raw.get("scheduler")
-    return isinstance(scheduler, dict) and any(
-        key in scheduler for key in ("optimizer", "search_space")
+    return (
+        isinstance(scheduler, dict)
+        and scheduler.get("engine") == "optuna"
+        and any(key in scheduler for key in ("optimizer", "search_space"))
     )
 
 
