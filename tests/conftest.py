@@ -21,6 +21,15 @@ from kmnist.trainer.data import DATA_DIR_ENV, FILES
 if os.environ.get(DATA_DIR_ENV):
     os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).expanduser().resolve())
 
+# Under pytest-xdist, one test process per core: torch's own threads (one per core each) would
+# oversubscribe the cores, and OpenMP's spinning workers then wait on each other (measured: a
+# 7 s resnet test took 96 s beside another worker). One thread per test process; the agents and
+# trainers a test starts as processes choose their own.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    import torch
+
+    torch.set_num_threads(1)
+
 # No example database: the property tests are cheap to rerun and must not litter the checkout.
 settings.register_profile("kmnist", database=None, deadline=None)
 settings.load_profile("kmnist")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_cli import assert_one_line_error, cli
+from engine_util import assert_one_line_error, cli
 
 from kmnist.trainer import data as kdata
 from kmnist.trainer import train
