@@ -151,11 +151,12 @@ WANDB_ONLY = "fine for W&B; the offline engine would refuse it: "
             ],
         ),
         (
-            "method: custom\nscheduler: {engine: ax}\n"
+            "method: custom\nscheduler: {engine: ax, source: mine.py, optimizer: client}\n"
             "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
             [
-                f"{WANDB_ONLY}scheduler engine ax is not run offline yet: create it on W&B, "
-                "or use optuna",
+                f"{WANDB_ONLY}an Ax client of your own (scheduler.optimizer) runs on W&B's "
+                "scheduler; offline, the ax engine runs W&B's default Ax client (leave optimizer "
+                "out)",
             ],
         ),
     ],
