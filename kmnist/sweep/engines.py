@@ -22,7 +22,7 @@ OFFLINE_METHODS = ("grid", "random", "bayes")
 def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) -> list[str]:
     """Why the offline engine cannot run this sweep as W&B would (empty: it can)."""
     raw = spec.raw
-    reasons = _scheduler_refusals(raw)
+    reasons: list[str] = []
     if spec.method not in OFFLINE_METHODS and scheduler_engine(spec) is None:
         reasons.append(f"method {spec.method} runs on a W&B scheduler")
     if "job" in raw or "image_uri" in raw:
@@ -41,18 +41,6 @@ def scheduler_engine(spec: SweepSpec) -> str | None:
     """The engine a scheduler sweep names (optuna, ax, wandb), or None for a plain sweep."""
     scheduler = spec.raw.get("scheduler")
     return scheduler.get("engine") if isinstance(scheduler, dict) else None
-
-
-def _scheduler_refusals(raw: Mapping[str, object]) -> list[str]:
-    scheduler = raw.get("scheduler")
-    if not isinstance(scheduler, dict):
-        return []
-    if scheduler.get("engine") == "ax" and "optimizer" in scheduler:
-        return [
-            "an Ax client of your own (scheduler.optimizer) runs on W&B's scheduler; offline, "
-            "the ax engine runs W&B's default Ax client (leave optimizer out)"
-        ]
-    return []
 
 
 def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:

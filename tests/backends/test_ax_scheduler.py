@@ -222,3 +222,72 @@ def test_without_ax_installed_create_says_what_to_install(tmp_path: Path) -> Non
     )
     assert_one_line_error(proc, "scheduler engine ax needs Ax on this machine: pip install '.[ax]'")
     assert not journal.exists()  # no sweep made
+
+
+CLIENT_CODE = """
+from ax.api.client import Client
+from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
+
+
+def client(sweep):
+    made = Client(random_seed=7)
+    made.configure_experiment(parameters=[
+        ChoiceParameterConfig(name="model", values=["knn"], parameter_type="str"),
+        RangeParameterConfig(name="k", bounds=(1, 15), parameter_type="int"),
+        ChoiceParameterConfig(name="weights", values=["uniform", "distance"], parameter_type="str"),
+        ChoiceParameterConfig(name="train_size", values=[2000], parameter_type="int"),
+    ])
+    made.configure_optimization(objective="val/accuracy")
+    made.configure_generation_strategy(method="random_search")
+    return made, done_after_three
+
+
+def done_after_three(client):
+    return len([t for t in client._experiment.trials.values() if t.status.is_completed]) >= 3
+
+
+def wrong_way(sweep):
+    made, _ = client(sweep)
+    made.configure_optimization(objective="-val/accuracy")
+    return made
+"""
+
+
+def _client_sweep(tmp_path: Path, optimizer: str) -> Path:
+    (tmp_path / "mine.py").write_text(CLIENT_CODE, encoding="utf-8")
+    path = _file(tmp_path, SINGLE, SPACE, run_cap=8)
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    body["scheduler"] = {"engine": "ax", "source": "mine.py", "optimizer": optimizer}
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.e2e
+def test_an_ax_client_of_your_own_drives_the_sweep_and_its_terminator_ends_it(
+    tmp_path: Path, kmnist_dir: Path
+) -> None:
+    """W&B's `build_ax_optimizer` with `scheduler.optimizer`: the user's client (random search
+    here) proposes, its terminator ends the sweep after three completed trials, run_cap 8."""
+    path = _client_sweep(tmp_path, "client")
+    journal = str(tmp_path / "sweeps.journal")
+    refused = cli("create", str(path), "--storage", journal, "--backend", "optuna", cwd=tmp_path)
+    assert_one_line_error(refused, "pass --allow-code")
+    proc = cli("run", str(path), "--storage", journal, "--allow-code", cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "the study's terminator ended the search" in proc.stdout + proc.stderr
+    (sweep_id,) = optuna.get_all_study_names(open_storage(journal))
+    trials = stored_trials(journal, sweep_id)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+
+def test_an_ax_client_whose_goal_is_not_the_sweeps_is_one_line_at_create(tmp_path: Path) -> None:
+    path = _client_sweep(tmp_path, "wrong_way")
+    journal = tmp_path / "sweeps.journal"
+    proc = cli(
+        "create", str(path), "--storage", str(journal), "--allow-code", "--backend", "optuna",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(
+        proc, "the Ax client optimizes [('val/accuracy', 'minimize')]", "'maximize'"
+    )
+    assert not journal.exists()

@@ -256,7 +256,7 @@ def test_scheduler_files_wandb_would_not_run_are_refused(
 @pytest.mark.parametrize(
     ("scheduler_config", "fragment"),
     [
-        ({"engine": "ax", "source": "mine.py", "optimizer": "client"}, "an Ax client of your own"),
+        ({"engine": "ax", "source": "mine.py", "optimizer": "client"}, "pass --allow-code"),
         ({"engine": "optuna", "source": "mine.py", "optimizer": "study"}, "pass --allow-code"),
     ],
 )

@@ -150,17 +150,8 @@ WANDB_ONLY = "fine for W&B; the offline engine would refuse it: "
                 "controller local: on W&B, run `wandb controller SWEEP_ID` beside the agents",
             ],
         ),
-        (
-            "method: custom\nscheduler: {engine: ax, source: mine.py, optimizer: client}\n"
-            "metrics: [{name: val/accuracy}, {name: val/loss}]\nparameters: {lr: {value: 0.1}}\n",
-            [
-                f"{WANDB_ONLY}an Ax client of your own (scheduler.optimizer) runs on W&B's "
-                "scheduler; offline, the ax engine runs W&B's default Ax client (leave optimizer "
-                "out)",
-            ],
-        ),
     ],
-    ids=["other-program", "ax"],
+    ids=["other-program"],
 )
 def test_create_on_wandb_says_what_the_offline_engine_would_refuse(
     wandb_up: Path, monkeypatch: pytest.MonkeyPatch, text: str, said: list[str]

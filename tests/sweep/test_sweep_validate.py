@@ -584,18 +584,13 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        (
-            "method: custom\nscheduler: {engine: ax, source: mine.py, optimizer: client}\n"
-            "metric: {name: val/loss}\nparameters: {lr: {value: 0.1}}\n",
-            "an Ax client of your own (scheduler.optimizer) runs on W&B's scheduler",
-        ),
         (OTHER + "parameters: {x: {value: 1}}\n", "runs only this project's trainer"),
         (
             OK + LR + "command: [python, -m, kmnist.wandb_entry, --device=cpu, '${args}']\n",
             "'--device=cpu'",
         ),
     ],
-    ids=["ax", "other-program", "train-option"],
+    ids=["other-program", "train-option"],
 )
 def test_offline_create_refuses_what_only_wandb_runs(
     text: str, reason: str, tmp_path: Path

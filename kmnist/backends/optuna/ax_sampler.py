@@ -27,7 +27,7 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import (
@@ -40,6 +40,9 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.errors import UserError
+
+if TYPE_CHECKING:  # only a type here: user_code loads this module's quiet_ax
+    from kmnist.backends.optuna.user_code import UserAxClient
 
 INSTALL = "pip install '.[ax]' (the ax-platform package)"
 WAIT_SECONDS = 5.0  # Ax wants results of running trials before its next proposal: ask again
@@ -119,12 +122,13 @@ class AxSampler(BaseSampler):
         parameters: Mapping[str, Mapping[str, Any]],
         objectives: Sequence[tuple[str, str]],
         seed: int | None = None,
+        user: UserAxClient | None = None,
     ) -> None:
         require()
-        _quiet_ax()  # before Ax is first imported
+        quiet_ax()  # before Ax is first imported
         self.configs = {name: ax_parameter(name, param) for name, param in parameters.items()}
         self.distributions = {name: _distribution(c) for name, c in self.configs.items()}
-        self.objectives, self.seed = list(objectives), seed or 0
+        self.objectives, self.seed, self.user = list(objectives), seed or 0, user
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -173,9 +177,17 @@ class AxSampler(BaseSampler):
         _caught_up(client)
         return client
 
+    def terminated(self, study: optuna.Study) -> bool:
+        """The user's terminator, given a Client told the whole study."""
+        assert self.user is not None and self.user.terminator is not None
+        return bool(self.user.terminator(self.client_for(study, asking=-1)))
+
     def _client(self, seed: int) -> Any:
-        """W&B's default client (`create_default_client`): the file's parameters, its objectives
-        named as they are (not parsed as an expression)."""
+        """The user's client (their factory, called afresh), else W&B's default client
+        (`create_default_client`): the file's parameters, its objectives named as they are (not
+        parsed as an expression)."""
+        if self.user is not None:
+            return self.user.make()
         from ax.api.client import Client
         from ax.core.metric import Metric
         from ax.core.objective import MultiObjective, Objective
@@ -250,7 +262,7 @@ def _caught_up(client: Any) -> None:
     strategy._maybe_transition_to_next_node(raise_data_required_error=False)
 
 
-def _quiet_ax() -> None:
+def quiet_ax() -> None:
     """Ax logs each step at INFO on its own stderr handler (W&B routes it to the scheduler's
     log): only its warnings reach an agent's stderr, from its import on."""
     before = logging.root.manager.disable

@@ -185,7 +185,7 @@ class OptunaSweep:
         # Trial number -> the storage fault that cut it short (a full disk, the database gone)
         self._faults: dict[int, StorageFault] = {}
 
-    def _user_study(self, allow_code: bool) -> user_code.UserStudy | None:
+    def _user_study(self, allow_code: bool) -> user_code.UserStudy | user_code.UserAxClient | None:
         """The user's study of a scheduler sweep, rebuilt from the local file whose hash the
         sweep stored (nothing stored is executed); one line when not allowed or changed."""
         if not user_code.names_code(self.spec.raw):

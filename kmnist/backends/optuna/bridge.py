@@ -33,7 +33,7 @@ from kmnist.backends.optuna.samplers import (
     WandbRandomSampler,
     quiet_experimental,
 )
-from kmnist.backends.optuna.user_code import UserStudy
+from kmnist.backends.optuna.user_code import UserAxClient, UserStudy
 from kmnist.errors import UserError
 from kmnist.sweep import hyperband
 from kmnist.sweep.engines import scheduler_engine
@@ -139,7 +139,7 @@ def plan(
     seed: int | None = None,
     bayes: str = "gp",
     startup: int | None = None,
-    user: UserStudy | None = None,
+    user: UserStudy | UserAxClient | None = None,
 ) -> StudyPlan:
     if scheduler_engine(spec) in ("optuna", "ax"):
         return scheduler_plan(spec, seed, user)
@@ -149,20 +149,29 @@ def plan(
 
 
 def scheduler_plan(
-    spec: SweepSpec, seed: int | None = None, user: UserStudy | None = None
+    spec: SweepSpec, seed: int | None = None, user: UserStudy | UserAxClient | None = None
 ) -> StudyPlan:
     """The study W&B's Optuna scheduler makes (`build_optuna_optimizer`): with no user code,
     Optuna's default sampler (TPE) over the file's parameters as W&B converts them and no
     pruner (`create_study_from_sweep_config`); else the user's sampler, pruner, terminator and
-    search space, where given. On the Ax engine, W&B's default Ax client proposes each trial
-    (`ax_sampler`), with no pruner."""
+    search space, where given. On the Ax engine, the user's Ax client, else W&B's default one,
+    proposes each trial (`ax_sampler`), with no pruner."""
     user = user or UserStudy()
     parameters = spec.raw.get("parameters") or {}
     if scheduler_engine(spec) == "ax":
-        ax = AxSampler(parameters, spec.objectives, seed)
+        client = user if isinstance(user, UserAxClient) else None
+        ax = AxSampler(parameters, spec.objectives, seed, client)
         return StudyPlan(
-            spec.goal, ax, NopPruner(), spec.run_cap, None, True, distributions=ax.distributions
+            spec.goal,
+            ax,
+            NopPruner(),
+            spec.run_cap,
+            None,
+            wandb_scheduler=True,
+            distributions=ax.distributions,
+            terminator=ax.terminated if client and client.terminator else None,
         )
+    assert not isinstance(user, UserAxClient)
     space = None if user.search_space else scheduler.distributions(parameters)
     return StudyPlan(
         spec.goal,

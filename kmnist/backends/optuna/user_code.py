@@ -13,12 +13,15 @@ project's rules for running code:
 
 `optimizer` names a function taking the sweep's facts (W&B's SweepInfo fields) and returning a
 Study, or (Study, terminator); its sampler and pruner drive this sweep's stored study, and its
-terminator, when given, ends the sweep. `search_space` names a define-by-run function of a
+terminator, when given, ends the sweep. On the Ax engine it returns an `ax.Client` (or (Client,
+terminator)), called afresh for each trial's proposal (`ax_sampler`): it must build the same
+client each time. `search_space` names a define-by-run function of a
 trial that returns the trial's parameters (e.g. knobs that exist for one model only).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -62,14 +65,23 @@ class UserStudy:
     search_space: Callable[[optuna.Trial], dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class UserAxClient:
+    """What the user's file gives an Ax sweep: a fresh configured `ax.Client` per call (the
+    engine rebuilds one per trial, `ax_sampler`), and an optional terminator of a Client."""
+
+    make: Callable[[], Any]
+    terminator: Callable[[Any], bool] | None = None
+
+
 def names_code(raw: Mapping[str, Any]) -> bool:
-    """Whether the sweep runs the user's Optuna code (the ax engine never does offline)."""
+    """Whether the sweep runs the user's code: an Optuna study or space, an Ax client (the Ax
+    engine ignores `search_space`, as W&B's does)."""
     scheduler = raw.get("scheduler")
-    return (
-        isinstance(scheduler, dict)
-        and scheduler.get("engine") == "optuna"
-        and any(key in scheduler for key in ("optimizer", "search_space"))
-    )
+    if not isinstance(scheduler, dict):
+        return False
+    keys = ("optimizer",) if scheduler.get("engine") == "ax" else ("optimizer", "search_space")
+    return any(key in scheduler for key in keys)
 
 
 def fingerprint(source: str) -> str:
@@ -83,9 +95,11 @@ def fingerprint(source: str) -> str:
         ) from None
 
 
-def load(raw: Mapping[str, Any], facts: SweepFacts, expected: str | None) -> UserStudy:
-    """The user's study, loaded from `scheduler.source` and checked; `expected`: the digest
-    `create` stored (None at create, where it is taken)."""
+def load(
+    raw: Mapping[str, Any], facts: SweepFacts, expected: str | None
+) -> UserStudy | UserAxClient:
+    """The user's study (or Ax client), loaded from `scheduler.source` and checked; `expected`:
+    the digest `create` stored (None at create, where it is taken)."""
     scheduler = raw["scheduler"]
     source = scheduler["source"]
     if expected is not None and fingerprint(source) != expected:
@@ -93,6 +107,13 @@ def load(raw: Mapping[str, Any], facts: SweepFacts, expected: str | None) -> Use
             f"scheduler.source {source} changed since the sweep was created (its SHA-256 "
             "differs): restore the file, or create a new sweep from it"
         )
+    if scheduler.get("engine") == "ax":
+        from kmnist.backends.optuna.ax_sampler import quiet_ax
+
+        quiet_ax()  # before the user's file imports Ax
+        with warnings.catch_warnings():  # Ax's notes on the client: W&B logs them, we drop them
+            warnings.simplefilter("ignore")
+            return _ax_client(_module(source), source, scheduler["optimizer"], facts)
     with warnings.catch_warnings():  # Optuna marks features the user chose experimental
         warnings.simplefilter("ignore", ExperimentalWarning)
         return _built(_module(source), source, scheduler, facts)
@@ -158,20 +179,47 @@ def _study(
 ) -> tuple[optuna.Study, Callable[[optuna.Study], bool] | None]:
     factory = _function(module, source, name, "optimizer")
     _takes_one(factory, source, name, "optimizer", "the sweep's SweepInfo")
+    study, terminator = _made(factory, source, name, facts, optuna.Study, "an optuna.Study")
+    _same_objectives(study, facts.config)
+    return study, terminator
+
+
+def _ax_client(module: Any, source: str, name: str, facts: SweepFacts) -> UserAxClient:
+    """The user's Ax client factory (W&B's `build_ax_optimizer`), called once here to check
+    what it returns and its objectives against the sweep's (W&B's `validate_sweep_objective`)."""
+    from ax.api.client import Client
+
+    factory = _function(module, source, name, "optimizer")
+    _takes_one(factory, source, name, "optimizer", "the sweep's SweepInfo")
+    client, terminator = _made(factory, source, name, facts, Client, "an ax.Client")
+    _same_ax_objectives(client, facts.config)
+    again = functools.partial(_made, factory, source, name, facts, Client, "an ax.Client")
+    return UserAxClient(lambda: again()[0], terminator)
+
+
+def _made(
+    factory: Callable[[SweepFacts], Any],
+    source: str,
+    name: str,
+    facts: SweepFacts,
+    kind: type,
+    shown: str,
+) -> tuple[Any, Callable[[Any], bool] | None]:
+    """What `factory(sweep)` returns, as W&B's `load_optimizer_config` takes it: an optimizer of
+    `kind`, or (optimizer, terminator)."""
     try:
         made = factory(facts)
     except Exception as exc:
         raise UserError(f"scheduler.optimizer: {name}(sweep) failed: {_said(exc)}") from None
-    study, terminator = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
-    if not isinstance(study, optuna.Study):
+    optimizer, terminator = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
+    if not isinstance(optimizer, kind):
         raise UserError(
             f"scheduler.optimizer: {name!r} in {source} returned {type(made).__name__}: "
-            "expected an optuna.Study, or a (Study, terminator) tuple"
+            f"expected {shown}, or a tuple of it and a terminator"
         )
     if terminator is not None and not callable(terminator):
         raise UserError(f"scheduler.optimizer: the terminator {name!r} returned cannot be called")
-    _same_objectives(study, facts.config)
-    return study, terminator
+    return optimizer, terminator
 
 
 def _takes_one(fn: Callable[..., Any], source: str, name: str, what: str, arg: str) -> None:
@@ -201,6 +249,26 @@ def _same_objectives(study: optuna.Study, config: Mapping[str, Any]) -> None:
         raise UserError(
             f"scheduler.optimizer: the study's metric names {list(names)} do not match the "
             f"sweep's {wanted}"
+        )
+
+
+def _same_ax_objectives(client: Any, config: Mapping[str, Any]) -> None:
+    """W&B's rule for an Ax client: one objective per sweep metric, in order, each with the
+    sweep's goal and name (read as W&B reads them: Ax keeps its experiment private)."""
+    listed = config.get("metrics") or [config.get("metric") or {}]
+    wanted = [(m.get("name"), str(m.get("goal", "minimize")).lower()) for m in listed]
+    experiment = getattr(client, "_experiment", None)
+    objective = getattr(getattr(experiment, "optimization_config", None), "objective", None)
+    if objective is None or getattr(objective, "is_scalarized_objective", False):
+        raise UserError(
+            "scheduler.optimizer: the Ax client has no objective per metric: call "
+            f"configure_experiment and configure_optimization with {[n for n, _ in wanted]}"
+        )
+    found = [(n, "minimize" if w < 0 else "maximize") for n, w in objective.metric_weights]
+    if found != wanted:
+        raise UserError(
+            f"scheduler.optimizer: the Ax client optimizes {found}, the sweep {wanted}: "
+            "configure the client's objectives as the sweep's metrics and goals"
         )
 
 
