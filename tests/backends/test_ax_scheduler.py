@@ -250,6 +250,14 @@ def wrong_way(sweep):
     made, _ = client(sweep)
     made.configure_optimization(objective="-val/accuracy")
     return made
+
+
+def other_space(sweep):
+    made = Client()
+    lr = RangeParameterConfig(name="lr", bounds=(0.0, 1.0), parameter_type="float")
+    made.configure_experiment(parameters=[lr])
+    made.configure_optimization(objective="val/accuracy")
+    return made
 """
 
 
@@ -280,14 +288,21 @@ def test_an_ax_client_of_your_own_drives_the_sweep_and_its_terminator_ends_it(
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
 
 
-def test_an_ax_client_whose_goal_is_not_the_sweeps_is_one_line_at_create(tmp_path: Path) -> None:
-    path = _client_sweep(tmp_path, "wrong_way")
+@pytest.mark.parametrize(
+    ("optimizer", "fragments"),
+    [
+        ("wrong_way", ("the Ax client optimizes [('val/accuracy', 'minimize')]", "'maximize'")),
+        ("other_space", ("the Ax client searches ['lr'], the sweep file ['k', 'model'",)),
+    ],
+)
+def test_an_ax_client_that_is_not_the_sweeps_is_one_line_at_create(
+    tmp_path: Path, optimizer: str, fragments: tuple[str, ...]
+) -> None:
+    path = _client_sweep(tmp_path, optimizer)
     journal = tmp_path / "sweeps.journal"
     proc = cli(
         "create", str(path), "--storage", str(journal), "--allow-code", "--backend", "optuna",
         cwd=tmp_path,
     )  # fmt: skip
-    assert_one_line_error(
-        proc, "the Ax client optimizes [('val/accuracy', 'minimize')]", "'maximize'"
-    )
+    assert_one_line_error(proc, *fragments)
     assert not journal.exists()

@@ -141,6 +141,13 @@ class AxSampler(BaseSampler):
         """Ax's proposal for `trial`; while Ax waits on running trials' results, asked again."""
         while (proposed := self._proposal(study, trial)) is None:
             time.sleep(WAIT_SECONDS)
+        for name, distribution in self.distributions.items():
+            if name not in proposed or not _holds(distribution, proposed[name]):
+                raise UserError(
+                    f"scheduler.optimizer: the Ax client proposed {name}="
+                    f"{proposed.get(name, 'nothing')!r} for trial {trial.number}, outside the "
+                    f"sweep file's parameter {name}: give the client the file's parameters"
+                )
         return proposed
 
     def sample_independent(
@@ -236,6 +243,14 @@ def _told(
 
 
 _CAST = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _holds(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether the study can store `value` as a draw from `distribution`."""
+    if isinstance(distribution, CategoricalDistribution):
+        return value in distribution.choices
+    assert isinstance(distribution, (IntDistribution, FloatDistribution))
+    return isinstance(value, (int, float)) and distribution.low <= value <= distribution.high
 
 
 def _distribution(config: Any) -> BaseDistribution:

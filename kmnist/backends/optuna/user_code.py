@@ -193,6 +193,7 @@ def _ax_client(module: Any, source: str, name: str, facts: SweepFacts) -> UserAx
     _takes_one(factory, source, name, "optimizer", "the sweep's SweepInfo")
     client, terminator = _made(factory, source, name, facts, Client, "an ax.Client")
     _same_ax_objectives(client, facts.config)
+    _same_ax_parameters(client, facts.config)
     again = functools.partial(_made, factory, source, name, facts, Client, "an ax.Client")
     return UserAxClient(lambda: again()[0], terminator)
 
@@ -269,6 +270,17 @@ def _same_ax_objectives(client: Any, config: Mapping[str, Any]) -> None:
         raise UserError(
             f"scheduler.optimizer: the Ax client optimizes {found}, the sweep {wanted}: "
             "configure the client's objectives as the sweep's metrics and goals"
+        )
+
+
+def _same_ax_parameters(client: Any, config: Mapping[str, Any]) -> None:
+    """The client searches the file's parameters: each trial is stored with the file's."""
+    experiment = getattr(client, "_experiment", None)
+    space = getattr(getattr(experiment, "search_space", None), "parameters", {})
+    if sorted(space) != sorted(config.get("parameters") or {}):
+        raise UserError(
+            f"scheduler.optimizer: the Ax client searches {sorted(space)}, the sweep file "
+            f"{sorted(config.get('parameters') or {})}: give the client the file's parameters"
         )
 
 
