@@ -21,12 +21,10 @@ Ax is optional (`pip install '.[ax]'`); without it, one line says what to instal
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import logging
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -39,9 +37,10 @@ from optuna.distributions import (
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from kmnist.backends.optuna import ax_logs
 from kmnist.errors import UserError
 
-if TYPE_CHECKING:  # only a type here: user_code loads this module's quiet_ax
+if TYPE_CHECKING:
     from kmnist.backends.optuna.user_code import UserAxClient
 
 INSTALL = "pip install '.[ax]' (the ax-platform package)"
@@ -125,7 +124,7 @@ class AxSampler(BaseSampler):
         user: UserAxClient | None = None,
     ) -> None:
         require()
-        quiet_ax()  # before Ax is first imported
+        ax_logs.quiet()  # before Ax is first imported
         self.configs = {name: ax_parameter(name, param) for name, param in parameters.items()}
         self.distributions = {name: _distribution(c) for name, c in self.configs.items()}
         self.objectives, self.seed, self.user = list(objectives), seed or 0, user
@@ -208,7 +207,7 @@ class AxSampler(BaseSampler):
         metrics = [
             Metric(name=name, lower_is_better=goal != "maximize") for name, goal in self.objectives
         ]
-        with _ax_errors_only():  # each is "not found on experiment, added": how they get there
+        with ax_logs.errors_only():  # each is "not found on experiment, added": how they get there
             client.configure_metrics(metrics)
         objectives = [Objective(metric=metric) for metric in metrics]
         if len(objectives) == 1:
@@ -275,29 +274,3 @@ def _caught_up(client: Any) -> None:
     """
     strategy = client._generation_strategy_or_choose()
     strategy._maybe_transition_to_next_node(raise_data_required_error=False)
-
-
-def quiet_ax() -> None:
-    """Ax logs each step at INFO on its own stderr handler (W&B routes it to the scheduler's
-    log): only its warnings reach an agent's stderr, from its import on."""
-    before = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        from ax.utils.common import logger as ax_logger
-    finally:
-        logging.disable(before)
-    ax_logger.ROOT_STREAM_HANDLER.setLevel(logging.WARNING)
-
-
-@contextlib.contextmanager
-def _ax_errors_only() -> Iterator[None]:
-    """Ax's errors alone, for a step whose warnings are how Ax works, not news."""
-    from ax.utils.common import logger as ax_logger
-
-    handler = ax_logger.ROOT_STREAM_HANDLER
-    level = handler.level
-    handler.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        handler.setLevel(level)

@@ -36,6 +36,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 
+from kmnist.backends.optuna import ax_logs
 from kmnist.errors import UserError
 
 CODE = "scheduler_code"  # the study's user attribute: {"source": path, "sha256": digest}
@@ -108,9 +109,7 @@ def load(
             "differs): restore the file, or create a new sweep from it"
         )
     if scheduler.get("engine") == "ax":
-        from kmnist.backends.optuna.ax_sampler import quiet_ax
-
-        quiet_ax()  # before the user's file imports Ax
+        ax_logs.quiet()  # before the user's file imports Ax
         with warnings.catch_warnings():  # Ax's notes on the client: W&B logs them, we drop them
             warnings.simplefilter("ignore")
             return _ax_client(_module(source), source, scheduler["optimizer"], facts)
