@@ -306,3 +306,33 @@ def test_an_ax_client_that_is_not_the_sweeps_is_one_line_at_create(
     )  # fmt: skip
     assert_one_line_error(proc, *fragments)
     assert not journal.exists()
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_a_warm_started_ax_sweep_is_told_the_earlier_trials(tmp_path: Path) -> None:
+    """`create --warm-start`: the earlier sweep's finished trials reach Ax as told trials (five
+    not failed: the model proposes this sweep's first trial), and use none of its run_cap."""
+    journal = str(tmp_path / "sweeps.journal")
+    earlier = OptunaSweep(create(_file(tmp_path, SINGLE, SPACE), journal), journal)
+    for n in range(8):
+        ticket = earlier.next_trial()
+        earlier.finish(ticket, *_outcome(n, ticket.config), [])
+    later = tmp_path / "later"
+    later.mkdir()
+    path = _file(later, SINGLE, SPACE, run_cap=2)
+    proc = cli(
+        "create", str(path), "--backend", "optuna", "--storage", journal,
+        "--warm-start", earlier.sweep_id,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sweep = OptunaSweep(proc.stdout.strip(), journal)
+    sampler = sweep.plan.sampler
+    assert isinstance(sampler, AxSampler)
+    client = sampler.client_for(sweep.study, asking=8)
+    statuses = [status for status, _, _ in _told(client)]
+    assert (
+        statuses == ["COMPLETED"] * 2 + ["FAILED", "COMPLETED"] + ["FAILED"] * 2 + ["COMPLETED"] * 2
+    )
+    assert client._generation_strategy.current_node_name == "MBM"  # Ax keeps it private
+    tickets = [sweep.next_trial() for _ in range(2)]  # run_cap 2: this sweep's own
+    assert all(set(t.config) == set(SPACE) for t in tickets)
