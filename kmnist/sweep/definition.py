@@ -32,7 +32,9 @@ def dump(spec: SweepSpec) -> str:
             f"{dotted(path) or 'the file'}: {value!r} ({type(value).__name__}) is not a plain "
             "value an engine can store: quote it as a string"
         )
-    return json.dumps({"format": FORMAT, "sweep": spec.raw}, sort_keys=True)
+    # The file's order kept: W&B's schedulers ask for the parameters in it, and the sampler's
+    # draws follow that order (sorted, a seeded sweep would suggest other values than W&B's).
+    return json.dumps({"format": FORMAT, "sweep": spec.raw})
 
 
 def load(text: str) -> SweepSpec:
