@@ -82,6 +82,34 @@ def sweep_file(folder: Path, base: dict[str, Any], **changes: Any) -> Path:
     return path
 
 
+# The objectives of a scheduler sweep: one, and the pair a Pareto front needs.
+SINGLE = [{"name": "val/accuracy", "goal": "maximize"}]
+PAIR = [{"name": "val/accuracy", "goal": "maximize"}, {"name": "parameters", "goal": "minimize"}]
+
+
+def scheduler_file(
+    folder: Path,
+    engine: str,
+    metrics: list[dict[str, str]],
+    parameters: dict[str, Any],
+    run_cap: int,
+    program: str = "kmnist/wandb_entry.py",
+) -> Path:
+    """A W&B scheduler sweep (`method: custom`) on `engine`, one objective as `metric`, more as
+    `metrics`, written as FOLDER/ENGINE.yaml."""
+    body: dict[str, Any] = {
+        "program": program,
+        "method": "custom",
+        "scheduler": {"engine": engine},
+        "run_cap": run_cap,
+        "parameters": parameters,
+    }
+    body.update({"metrics": metrics} if len(metrics) > 1 else {"metric": metrics[0]})
+    path = folder / f"{engine}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def cli(*args: str, timeout: float = 120, **run: Any) -> subprocess.CompletedProcess[str]:
     """`kmnist-sweep ARGS`, its output captured; `run` goes to subprocess.run (preexec_fn...)."""
     return subprocess.run(

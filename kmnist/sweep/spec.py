@@ -43,12 +43,24 @@ def form_of(raw: Mapping[str, Any]) -> str | None:
     if "values" in raw:
         return "categorical_w_probabilities" if "probabilities" in raw else "categorical"
     if "min" in raw and "max" in raw:
-        ints = all(_is_int(raw[k]) for k in ("min", "max"))
+        ints = all(is_int(raw[k]) for k in ("min", "max"))
         return "int_uniform" if ints else "uniform"
     return None
 
 
-def _is_int(value: Any) -> bool:
+def scheduler_choices(raw: Mapping[str, Any]) -> bool:
+    """Whether W&B's Optuna and Ax schedulers read `raw` as a list of choices: a `value`, a
+    `values` with no `distribution` (probabilities and all), or a categorical or constant."""
+    named = raw.get("distribution")
+    return (
+        "value" in raw
+        or ("values" in raw and named is None)
+        or named in ("categorical", "constant")
+    )
+
+
+def is_int(value: Any) -> bool:
+    """A whole number written as one (5, not 5.0 or True)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -29,6 +29,7 @@ from kmnist.sweep.spec import (
     parameter_path,
     required_keys,
     runs_project_trainer,
+    scheduler_choices,
 )
 from kmnist.sweep.text import hint, is_number, show, yaml_text
 
@@ -189,7 +190,7 @@ def optuna_space(report: Report, parameters: Any) -> None:
         path = ("parameters", name)
         if "parameters" in param:
             report.add(path, "W&B's Optuna scheduler searches flat parameters, not a group")
-        elif "value" in param or ("values" in param and "distribution" not in param):
+        elif scheduler_choices(param):
             continue
         elif (form := form_of(param)) is not None and form not in schema.OPTUNA_FORMS:
             report.add(
@@ -207,7 +208,7 @@ def ax_space(report: Report, parameters: Any) -> None:
         path, form = ("parameters", name), form_of(param)
         if "parameters" in param:
             report.add(path, "W&B's Ax scheduler searches flat parameters, not a group")
-        elif _ax_choices(param):
+        elif scheduler_choices(param):
             _one_kind(report, path, param)
         elif form is not None and form not in schema.AX_FORMS:
             report.add(
@@ -221,15 +222,6 @@ def ax_space(report: Report, parameters: Any) -> None:
                 "W&B's Ax scheduler takes q_log_uniform_values only as a log-scale range of "
                 "whole numbers: q 1 (or none) and min at least 1",
             )
-
-
-def _ax_choices(param: dict[Any, Any]) -> bool:
-    """W&B's Ax scheduler reads these as a list of choices, whatever else they hold."""
-    named = param.get("distribution")
-    return "value" in param or ("values" in param and named is None) or named in _CHOICES
-
-
-_CHOICES = ("categorical", "constant")
 
 
 def _one_kind(report: Report, path: Path_, param: dict[Any, Any]) -> None:

@@ -12,7 +12,16 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from engine_util import assert_one_line_error, cli, create, open_storage, stored_trials
+from engine_util import (
+    PAIR,
+    SINGLE,
+    assert_one_line_error,
+    cli,
+    create,
+    open_storage,
+    scheduler_file,
+    stored_trials,
+)
 from optuna.trial import TrialState
 from wandb.sdk.sweeps.run_state import RunState
 from wandb.sdk.sweeps.scheduler.optimizer import RunConfig, RunWithMetrics
@@ -26,8 +35,6 @@ from kmnist.sweep.validate import check_file
 pytest.importorskip("ax")  # the ax extra, which the dev install brings: CI has it
 from wandb.sdk.sweeps.scheduler import ax as wandb_ax
 
-SINGLE = [{"name": "val/accuracy", "goal": "maximize"}]
-PAIR = [{"name": "val/accuracy", "goal": "maximize"}, {"name": "parameters", "goal": "minimize"}]
 SPACE = {
     "model": {"value": "knn"},
     "k": {"min": 1, "max": 15},
@@ -56,17 +63,7 @@ def _file(
     run_cap: int = 8,
     program: str = "kmnist/wandb_entry.py",
 ) -> Path:
-    body: dict[str, Any] = {
-        "program": program,
-        "method": "custom",
-        "scheduler": {"engine": "ax"},
-        "run_cap": run_cap,
-        "parameters": parameters,
-    }
-    body.update({"metrics": metrics} if len(metrics) > 1 else {"metric": metrics[0]})
-    path = folder / "ax.yaml"
-    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-    return path
+    return scheduler_file(folder, "ax", metrics, parameters, run_cap, program)
 
 
 def _wandb(param: dict[str, Any]) -> Any:

@@ -13,7 +13,16 @@ from typing import Any
 import optuna
 import pytest
 import yaml
-from engine_util import assert_one_line_error, cli, create, open_storage, stored_trials
+from engine_util import (
+    PAIR,
+    SINGLE,
+    assert_one_line_error,
+    cli,
+    create,
+    open_storage,
+    scheduler_file,
+    stored_trials,
+)
 from optuna.samplers import TPESampler
 from optuna.trial import TrialState
 from wandb.sdk.sweeps.run_state import RunState
@@ -63,20 +72,7 @@ SPACE = {
 
 
 def _file(tmp_path: Path, metrics: list[dict[str, str]], run_cap: int = 40) -> Path:
-    body: dict[str, Any] = {
-        "method": "custom",
-        "scheduler": {"engine": "optuna"},
-        "run_cap": run_cap,
-        "parameters": SPACE,
-    }
-    body.update({"metrics": metrics} if len(metrics) > 1 else {"metric": metrics[0]})
-    path = tmp_path / "custom.yaml"
-    path.write_text(yaml.safe_dump(body), encoding="utf-8")
-    return path
-
-
-SINGLE = [{"name": "val/accuracy", "goal": "maximize"}]
-PAIR = [{"name": "val/accuracy", "goal": "maximize"}, {"name": "parameters", "goal": "minimize"}]
+    return scheduler_file(tmp_path, "optuna", metrics, SPACE, run_cap)
 
 
 def _outcome(n: int, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kmnist.backends.optuna import ax_logs
 from kmnist.errors import UserError
+from kmnist.sweep.spec import form_of, is_int, scheduler_choices
 
 if TYPE_CHECKING:
     from kmnist.backends.optuna.user_code import UserAxClient
@@ -66,15 +67,14 @@ def ax_parameter(name: str, param: Mapping[str, Any]) -> Any:
     """The Ax parameter config W&B's Ax scheduler builds for one sweep parameter."""
     from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
 
-    named = param.get("distribution")
-    if "value" in param or ("values" in param and named is None) or named in _CHOICES:
+    if scheduler_choices(param):
         values = list(param["values"]) if "values" in param else [param["value"]]
         kind = _value_type(values)
         return ChoiceParameterConfig(
             name=name, values=values, parameter_type=kind, is_ordered=False
         )
     low, high = param["min"], param["max"]
-    form = named or ("int_uniform" if _is_int(low) and _is_int(high) else "uniform")
+    form = form_of(param)  # the named distribution, or the one W&B infers from min and max
     if form == "int_uniform":
         return RangeParameterConfig(name=name, bounds=(int(low), int(high)), parameter_type="int")
     if form == "uniform":
@@ -86,7 +86,7 @@ def ax_parameter(name: str, param: Mapping[str, Any]) -> Any:
         return RangeParameterConfig(name=name, bounds=bounds, parameter_type="float", scaling="log")
     if form == "q_uniform":
         step = param.get("q", 1)
-        kind = "int" if all(_is_int(v) for v in (low, high, step)) else "float"
+        kind = "int" if all(is_int(v) for v in (low, high, step)) else "float"
         bounds = (float(low), float(high))
         return RangeParameterConfig(name=name, bounds=bounds, parameter_type=kind, step_size=step)
     # q_log_uniform_values with q 1 (validate refuses any other q, and every other form)
@@ -94,22 +94,15 @@ def ax_parameter(name: str, param: Mapping[str, Any]) -> Any:
     return RangeParameterConfig(name=name, bounds=bounds, parameter_type="int", scaling="log")
 
 
-_CHOICES = ("categorical", "constant")
-
-
 def _value_type(values: Sequence[Any]) -> str:
     """Ax's parameter_type of a list of choices (validate keeps them of one kind)."""
     if all(isinstance(v, bool) for v in values):
         return "bool"
-    if all(_is_int(v) for v in values):
+    if all(is_int(v) for v in values):
         return "int"
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return "float"
     return "str"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # -- the sampler -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from optuna.distributions import (
 )
 
 from kmnist.sweep import schema
+from kmnist.sweep.spec import is_int, scheduler_choices
 
 # W&B's forms that map onto Optuna's distributions; the rest have no Optuna equivalent.
 CONVERTED = schema.OPTUNA_FORMS
@@ -34,14 +35,11 @@ class NotConvertible(ValueError):
 
 def distribution(param: Mapping[str, Any]) -> BaseDistribution:
     """The Optuna distribution W&B's Optuna scheduler builds for one sweep parameter."""
-    named = param.get("distribution")
-    if "value" in param or ("values" in param and named is None):
+    if scheduler_choices(param):
         return _choices(param)
     if "parameters" in param:
         raise NotConvertible("a nested group: W&B's Optuna scheduler searches flat parameters")
-    form = named or _inferred(param)
-    if form in ("categorical", "constant"):
-        return _choices(param)
+    form = param.get("distribution") or _inferred(param)
     if form not in CONVERTED:
         raise NotConvertible(f"distribution {form} has no Optuna equivalent")
     low, high, step = param["min"], param["max"], param.get("q", 1)
@@ -52,7 +50,7 @@ def distribution(param: Mapping[str, Any]) -> BaseDistribution:
     if form == "log_uniform_values":
         return FloatDistribution(low, high, log=True)
     if form == "q_uniform":
-        if all(_is_int(v) for v in (low, high, step)):
+        if all(is_int(v) for v in (low, high, step)):
             return IntDistribution(low, high, step=step)
         return FloatDistribution(low, high, step=step)
     if step != 1 or low < 1:  # q_log_uniform_values Optuna cannot step: W&B drops q
@@ -68,12 +66,8 @@ def _choices(param: Mapping[str, Any]) -> CategoricalDistribution:
 def _inferred(param: Mapping[str, Any]) -> str:
     if "min" not in param or "max" not in param:
         raise NotConvertible("no distribution, values or min/max to build one from")
-    ints = _is_int(param["min"]) and _is_int(param["max"])
+    ints = is_int(param["min"]) and is_int(param["max"])
     return "int_uniform" if ints else "uniform"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def distributions(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, BaseDistribution]:
