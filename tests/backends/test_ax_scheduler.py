@@ -249,6 +249,10 @@ def wrong_way(sweep):
     return made
 
 
+def unconfigured(sweep):
+    return Client()
+
+
 def other_space(sweep):
     made = Client()
     lr = RangeParameterConfig(name="lr", bounds=(0.0, 1.0), parameter_type="float")
@@ -290,6 +294,7 @@ def test_an_ax_client_of_your_own_drives_the_sweep_and_its_terminator_ends_it(
     [
         ("wrong_way", ("the Ax client optimizes [('val/accuracy', 'minimize')]", "'maximize'")),
         ("other_space", ("the Ax client searches ['lr'], the sweep file ['k', 'model'",)),
+        ("unconfigured", ("the Ax client has no objective per metric", "configure_experiment")),
     ],
 )
 def test_an_ax_client_that_is_not_the_sweeps_is_one_line_at_create(

@@ -254,10 +254,10 @@ def _same_objectives(study: optuna.Study, config: Mapping[str, Any]) -> None:
 
 def _same_ax_objectives(client: Any, config: Mapping[str, Any]) -> None:
     """W&B's rule for an Ax client: one objective per sweep metric, in order, each with the
-    sweep's goal and name (read as W&B reads them: Ax keeps its experiment private)."""
+    sweep's goal and name."""
     listed = config.get("metrics") or [config.get("metric") or {}]
     wanted = [(m.get("name"), str(m.get("goal", "minimize")).lower()) for m in listed]
-    experiment = getattr(client, "_experiment", None)
+    experiment = _experiment_of(client)
     objective = getattr(getattr(experiment, "optimization_config", None), "objective", None)
     if objective is None or getattr(objective, "is_scalarized_objective", False):
         raise UserError(
@@ -274,13 +274,18 @@ def _same_ax_objectives(client: Any, config: Mapping[str, Any]) -> None:
 
 def _same_ax_parameters(client: Any, config: Mapping[str, Any]) -> None:
     """The client searches the file's parameters: each trial is stored with the file's."""
-    experiment = getattr(client, "_experiment", None)
-    space = getattr(getattr(experiment, "search_space", None), "parameters", {})
+    space = getattr(getattr(_experiment_of(client), "search_space", None), "parameters", {})
     if sorted(space) != sorted(config.get("parameters") or {}):
         raise UserError(
             f"scheduler.optimizer: the Ax client searches {sorted(space)}, the sweep file "
             f"{sorted(config.get('parameters') or {})}: give the client the file's parameters"
         )
+
+
+def _experiment_of(client: Any) -> Any:
+    """The client's experiment, None before configure_experiment. Why private: Ax keeps it so,
+    and W&B's scheduler reads it the same way (its `_experiment` raises when unset)."""
+    return getattr(client, "_maybe_experiment", None)
 
 
 def _said(exc: BaseException) -> str:
