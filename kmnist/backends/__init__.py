@@ -46,7 +46,10 @@ class UnknownSweep(UserError):
 
 @dataclass
 class Ticket:
-    """A trial handed to an agent: its number, its W&B-shaped config, the engine's handle."""
+    """A trial handed to an agent: its number, its config, the engine's handle.
+
+    The config is what the trainer reads: flat (a group's parameters under their own names) and
+    typed, whichever engine handed it out."""
 
     number: int
     config: dict[str, Any]

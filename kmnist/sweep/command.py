@@ -7,6 +7,10 @@ passes every other word as written. The project's entry point then takes `--name
 `--name value`) words naming trainer parameters as parameters, with the run's config, written
 to the file at WANDB_SWEEP_PARAM_PATH, over them. `literal_parameters` is what the trainer gets
 from the words written into `command`; the offline engine adds the trial's config over it.
+
+`command_config` types those parameters once, when the sweep is created; a parameter whose value
+word holds `${envvar:NAME}` is read by each agent from its own environment (`for_agent`), as
+W&B's agent substitutes it when it starts a run.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kmnist.sweep.spec import PROJECT_MODULE, PROJECT_PROGRAM
-from kmnist.trainer.params import PARAMS
+from kmnist.errors import UserError
+from kmnist.sweep.spec import PROJECT_MODULE, PROJECT_PROGRAM, SweepSpec
+from kmnist.trainer.params import PARAMS, ConfigError, coerce
 
 DEFAULT = ("${env}", "${interpreter}", "${program}", "${args}")
 ENVVAR = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")
@@ -80,3 +85,45 @@ def literal_parameters(arguments: Sequence[str]) -> tuple[dict[str, str], list[s
             value = words.pop(0) if words and not words[0].startswith("--") else "True"
         params[key] = value
     return params, others
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """The trainer parameters a sweep's `command` writes: typed once, at create (`fixed`); or
+    their value word, when it holds `${envvar:NAME}`, for each agent to read (`per_agent`)."""
+
+    fixed: dict[str, Any] = field(default_factory=dict)
+    per_agent: dict[str, str] = field(default_factory=dict)
+
+    def for_agent(self, environ: Mapping[str, str]) -> dict[str, Any]:
+        """The parameters as this agent passes them: its environment in the envvar words.
+
+        UserError (one line) names the word, the variable and the value it gave."""
+        config = dict(self.fixed)
+        for name, word in self.per_agent.items():
+            value = with_environment(word, environ)
+            try:
+                config[name] = _typed(name, value)
+            except ConfigError as exc:
+                names = ", ".join(f"${m}" for m in ENVVAR.findall(word))
+                raise UserError(
+                    f"command word --{name}={word} gives {value!r} with this agent's {names}: "
+                    f"{exc}; set {names} for this agent"
+                ) from None
+        return config
+
+
+def command_config(spec: SweepSpec) -> CommandConfig:
+    """The trainer parameters written into a valid sweep's `command`, typed (validation has
+    coerced each once already: this cannot fail on a file that passed it)."""
+    if not spec.runs_project_trainer:
+        return CommandConfig()
+    written = literal_parameters(entry_words(spec.command).arguments)[0]
+    per_agent = {name: word for name, word in written.items() if ENVVAR.search(word)}
+    fixed = {name: _typed(name, word) for name, word in written.items() if name not in per_agent}
+    return CommandConfig(fixed, per_agent)
+
+
+def _typed(name: str, word: str) -> Any:
+    """A parameter's word as the trainer reads it ("None", as W&B writes null: the default)."""
+    return None if word == "None" else coerce(PARAMS[name], word)

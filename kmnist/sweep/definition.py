@@ -1,8 +1,9 @@
 """A sweep's definition as an engine stores it: checked once, at create, then trusted.
 
 `create` validates the file and stores `dump(spec)`: the validated mapping as JSON, with a
-format version. Opening a sweep `load`s it and builds the spec without checking it again (a
-version of this project that cannot read the format says so). JSON holds what an engine can
+format version, and the trainer parameters its `command` writes, typed once
+(`command.command_config`). Opening a sweep `load`s it and builds the spec without checking it
+again (a version of this project that cannot read the format says so). JSON holds what an engine can
 search (strings, numbers, booleans, null, lists, mappings with string keys); a sweep file whose
 values JSON cannot hold exactly (a YAML date, binary) is refused at create.
 """
@@ -12,12 +13,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from kmnist.sweep.command import CommandConfig, command_config
 from kmnist.sweep.source import Path_, dotted
 from kmnist.sweep.spec import SweepSpec, build
+from kmnist.trainer.params import ConfigError
 
-FORMAT = 1  # raise when the stored shape changes; `load` refuses a format it does not know
+FORMAT = 2  # raise when the stored shape changes; `load` refuses a format it does not know
+SPEC_ONLY = 1  # the format before `command` was stored: its command is typed when it loads
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A stored sweep: its spec, and the trainer parameters its command writes."""
+
+    spec: SweepSpec
+    command: CommandConfig
 
 
 class DefinitionError(ValueError):
@@ -34,21 +47,24 @@ def dump(spec: SweepSpec) -> str:
         )
     # The file's order kept: W&B's schedulers ask for the parameters in it, and the sampler's
     # draws follow that order (sorted, a seeded sweep would suggest other values than W&B's).
-    return json.dumps({"format": FORMAT, "sweep": spec.raw})
+    command = asdict(command_config(spec))
+    return json.dumps({"format": FORMAT, "sweep": spec.raw, "command": command})
 
 
-def load(text: str) -> SweepSpec:
+def load(text: str) -> Definition:
     try:
         stored = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DefinitionError(f"not JSON ({exc.msg})") from None
     found = stored.get("format") if isinstance(stored, dict) else None
-    if found != FORMAT:
+    if found not in (FORMAT, SPEC_ONLY):
         raise DefinitionError(f"format {found!r}, and this version reads format {FORMAT}")
     try:
-        return build(stored["sweep"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        spec = build(stored["sweep"])
+        command = CommandConfig(**stored["command"]) if found == FORMAT else command_config(spec)
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
         raise DefinitionError(f"it does not build ({type(exc).__name__}: {exc})") from None
+    return Definition(spec, command)
 
 
 def _not_json(value: Any, path: Path_) -> tuple[Path_, Any] | None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 
 from kmnist.sweep import grid
-from kmnist.sweep.command import LAUNCHER, entry_words, literal_parameters
+from kmnist.sweep.command import ENVVAR, LAUNCHER, entry_words, literal_parameters
 from kmnist.sweep.spec import PROJECT_PROGRAM, SweepSpec
 from kmnist.sweep.text import is_integer
 
@@ -44,11 +44,18 @@ def scheduler_engine(spec: SweepSpec) -> str | None:
 
 
 def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:
-    words = entry_words(spec.command, environ)
-    _, others = literal_parameters(words.arguments)
-    foreign = [w for w in words.launcher if w not in LAUNCHER] + others
+    """The launcher is read with this environment; the entry's words as written: each agent
+    reads a parameter's `${envvar:NAME}` value (`command.CommandConfig`), never its name."""
+    launcher = entry_words(spec.command, environ).launcher
+    _, others = literal_parameters(entry_words(spec.command).arguments)
+    foreign = [w for w in launcher if w not in LAUNCHER] + others
     if not foreign:
         return []
+    if ENVVAR.search(foreign[0]):
+        return [
+            f"command word {foreign[0]!r}: the offline agent reads ${{envvar:NAME}} in a "
+            "parameter's value only (--name=${envvar:NAME})"
+        ]
     return [
         f"command word {foreign[0]!r} goes to the program as written; the offline agent runs "
         "the trainer in-process and takes only its --name=value parameters from command"

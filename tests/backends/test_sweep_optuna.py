@@ -321,7 +321,8 @@ def test_command_words_reach_the_trainer_offline(tmp_path: Path, monkeypatch) ->
     }  # fmt: skip
     sweep_id, url = _offline(tmp_path, body)
     ticket = OptunaSweep(sweep_id, url).next_trial()
-    # As W&B's agent passes them: the words, then the run's config over them (its param file).
-    assert ticket.config == {"epochs": "3", "lr": 0.2, "seed": "11", "model": "cnn"}
+    # As W&B's agent passes them: the words, then the run's config over them (its param file),
+    # typed once at create; the envvar read with this agent's environment.
+    assert ticket.config == {"epochs": 3, "lr": 0.2, "seed": 11, "model": "cnn"}
     with_group = {**body, "parameters": {"optim": {"parameters": {"lr": {"value": 0.2}}}}}
     assert check_source(Source(data=with_group))[1]  # lr twice: W&B's runs would fail

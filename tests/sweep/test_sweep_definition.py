@@ -45,6 +45,10 @@ def test_opening_a_sweep_and_handing_out_trials_never_validates(
     for module in ("kmnist.sweep.validate", "kmnist.backends.optuna.stored"):
         monkeypatch.setattr(f"{module}.check_source", no_validation, raising=False)
     monkeypatch.setattr("kmnist.sweep.validate.check", no_validation)
+    # nor the offline engine's refusals, nor reading the command's words again
+    monkeypatch.setattr("kmnist.backends.optuna.backend.offline_refusals", no_validation)
+    monkeypatch.setattr("kmnist.sweep.command.literal_parameters", no_validation)
+    monkeypatch.setattr("kmnist.sweep.command.coerce", no_validation)
     sweep = open_sweep(sweep_id, journal)
     for _ in range(3):
         ticket = sweep.next_trial()
@@ -88,4 +92,52 @@ def test_a_value_json_cannot_hold_is_refused_with_its_place() -> None:
     )
     with pytest.raises(ValueError, match=r"parameters\.x\.value: datetime\.date\(2024, 1, 1\)"):
         definition.dump(spec)
-    assert definition.load(definition.dump(build(KNN_SWEEP))) == build(KNN_SWEEP)
+    assert definition.load(definition.dump(build(KNN_SWEEP))).spec == build(KNN_SWEEP)
+
+
+COMMAND_SWEEP = {
+    **KNN_SWEEP,
+    "command": ["${env}", "python", "-m", "kmnist.wandb_entry", "--epochs=3", "--k", "5",
+                "--seed=${envvar:KMNIST_SEED}", "${args}"],
+    "parameters": {"model": {"value": "knn"}, "grp": {"parameters": {"metric": {"value": "cosine"}}}},
+}  # fmt: skip
+
+
+def test_command_parameters_are_typed_once_at_create_and_envvars_left_to_each_agent(
+    journal: str, tmp_path: Path
+) -> None:
+    sweep_id = create(sweep_file(tmp_path, COMMAND_SWEEP), journal)
+    stored = json.loads(_study(journal, sweep_id).user_attrs["definition"])
+    assert stored["command"] == {
+        "fixed": {"epochs": 3, "k": 5},
+        "per_agent": {"seed": "${envvar:KMNIST_SEED}"},
+    }
+
+
+def test_a_definition_stored_before_commands_were_typed_still_opens(
+    journal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMNIST_SEED", "4")
+    sweep_id = create(sweep_file(tmp_path, COMMAND_SWEEP), journal)
+    study = _study(journal, sweep_id)
+    stored = json.loads(study.user_attrs["definition"])
+    older = {"format": definition.SPEC_ONLY, "sweep": stored["sweep"]}  # no "command"
+    study.set_user_attr("definition", json.dumps(older))
+    ticket = open_sweep(sweep_id, journal).next_trial()
+    # flat and typed: the command's words, the group's parameter under its own name
+    assert ticket.config == {"epochs": 3, "k": 5, "seed": 4, "model": "knn", "metric": "cosine"}
+
+
+@pytest.mark.parametrize(("seed", "shown"), [(None, "'KMNIST_SEED'"), ("eleven", "'eleven'")])
+def test_an_envvar_this_agent_sets_badly_is_one_line_naming_it(
+    journal: str, tmp_path: Path, seed: str | None, shown: str
+) -> None:
+    import os
+
+    sweep_id = create(sweep_file(tmp_path, COMMAND_SWEEP), journal)
+    env = {k: v for k, v in os.environ.items() if k != "KMNIST_SEED"}
+    env |= {"KMNIST_SEED": seed} if seed else {}
+    proc = cli("agent", sweep_id, "--storage", journal, "--count", "1", env=env)
+    assert_one_line_error(proc, f"sweep {sweep_id}: command word --seed=${{envvar:KMNIST_SEED}}")
+    assert shown in proc.stderr and "set $KMNIST_SEED for this agent" in proc.stderr
+    assert not _study(journal, sweep_id).trials  # no trial taken

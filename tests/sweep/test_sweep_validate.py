@@ -589,8 +589,12 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
             OK + LR + "command: [python, -m, kmnist.wandb_entry, --device=cpu, '${args}']\n",
             "'--device=cpu'",
         ),
+        (  # each agent reads an envvar in a value; a name is read once, at create
+            OK + LR + "command: [python, -m, kmnist.wandb_entry, '--${envvar:KNOB}=3', '${args}']\n",
+            "reads ${envvar:NAME} in a parameter's value only",
+        ),
     ],
-    ids=["other-program", "train-option"],
+    ids=["other-program", "train-option", "envvar-in-a-name"],
 )
 def test_offline_create_refuses_what_only_wandb_runs(
     text: str, reason: str, tmp_path: Path

@@ -37,8 +37,8 @@ from kmnist.backends.optuna.stored import (
 )
 from kmnist.errors import StorageFault, UserError
 from kmnist.sweep import SweepSpec, definition, objective
-from kmnist.sweep.command import entry_words, literal_parameters
 from kmnist.sweep.engines import offline_refusals, scheduler_engine
+from kmnist.trainer.params import ConfigError, flatten_groups
 
 # ask/tell with an RDB heartbeat warns that heartbeats belong to optimize(); we beat ourselves.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -173,9 +173,6 @@ class OptunaSweep:
         stored = load_sweep(sweep_id, url)
         self.stored, self.sweep_id, self.url = stored, sweep_id, stored.url
         self.study, self.storage, self.spec = stored.study, stored.storage, stored.spec
-        # Once per agent, not per trial: W&B's agent reads `command` with its own environment.
-        if refusals := offline_refusals(self.spec):
-            raise UserError(f"sweep {sweep_id}: the offline engine cannot run it: {refusals[0]}")
         self.command_parameters = self._command_parameters()
         startup = self.study.user_attrs.get("bayes_startup")
         user = self._user_study(allow_code)
@@ -248,9 +245,12 @@ class OptunaSweep:
         except AxDone as done:
             self._discard(trial, str(done))
             raise self._finished(str(done)) from None
-        config = {**self.command_parameters, **drawn}
-        trial.set_user_attr("config", config)
-        return Ticket(trial.number, config, trial, retry_of(frozen))
+        chosen = {**self.command_parameters, **drawn}
+        trial.set_user_attr("config", chosen)  # as W&B shows a run's config: groups nested
+        try:
+            return Ticket(trial.number, flatten_groups(chosen), trial, retry_of(frozen))
+        except ConfigError as exc:  # the user's search space gave a parameter twice
+            return Ticket(trial.number, chosen, trial, retry_of(frozen), refused=str(exc))
 
     def _drawn(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trial's parameters: the user's define-by-run space, W&B's scheduler's flat ones,
@@ -261,15 +261,16 @@ class OptunaSweep:
             return {name: suggest(trial, name, d) for name, d in self.plan.distributions.items()}
         return suggest_config(trial, self.spec)
 
-    def _command_parameters(self) -> dict[str, str]:
-        """Trainer parameters written into the sweep's command, as W&B's agent passes them.
+    def _command_parameters(self) -> dict[str, Any]:
+        """Trainer parameters written into the sweep's command, typed at create; those read
+        from the environment, with this agent's (once per agent, as W&B's agent reads them).
 
         W&B's parameter file gives the run's config over them, so the config is laid on top.
         """
-        if not self.spec.runs_project_trainer:
-            return {}
-        words = entry_words(self.spec.command, os.environ)
-        return literal_parameters(words.arguments)[0]
+        try:
+            return self.stored.definition.command.for_agent(os.environ)
+        except UserError as exc:
+            raise UserError(f"sweep {self.sweep_id}: {exc}") from None
 
     def _past_grid(self, trial: FrozenTrial) -> bool:
         """True if every grid point went to trials numbered before this one (a race lost)."""

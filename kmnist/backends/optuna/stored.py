@@ -23,6 +23,8 @@ from kmnist.backends.optuna.storage import RETRY, answering, open_storage, stora
 from kmnist.errors import UserError
 from kmnist.masking import mask
 from kmnist.sweep import SweepSpec, definition
+from kmnist.sweep.command import command_config
+from kmnist.sweep.definition import Definition
 from kmnist.sweep.source import parse
 from kmnist.sweep.validate import check_source
 
@@ -39,7 +41,11 @@ class StoredSweep:
     storage: BaseStorage
     study: Study
     study_id: int
-    spec: SweepSpec
+    definition: Definition
+
+    @property
+    def spec(self) -> SweepSpec:
+        return self.definition.spec
 
     def trial_id(self, number: int) -> int:
         # Storage calls take ids; this public lookup turns a trial's number into one
@@ -71,18 +77,19 @@ def load_sweep(sweep_id: str, url: str | None = None) -> StoredSweep:
         with answering(url):
             study = optuna.load_study(study_name=sweep_id, storage=storage)
             study_id = storage.get_study_id_from_name(sweep_id)  # public: name -> id
-            spec = spec_of(study)
+            stored = definition_of(study)
     except KeyError:
         raise UnknownSweep(
             f"no sweep '{sweep_id}' in {mask(url)}; `kmnist-sweep ls` lists the sweeps there"
         ) from None
-    return StoredSweep(sweep_id, url, storage, study, study_id, spec)
+    return StoredSweep(sweep_id, url, storage, study, study_id, stored)
 
 
-def spec_of(study: Study) -> SweepSpec:
+def definition_of(study: Study) -> Definition:
     stored = study.user_attrs.get(DEFINITION)
     if stored is None:
-        return _checked_once_now(study)
+        spec = _checked_once_now(study)
+        return Definition(spec, command_config(spec))
     try:
         return definition.load(stored)
     except definition.DefinitionError as exc:
