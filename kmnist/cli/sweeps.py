@@ -36,7 +36,6 @@ from kmnist.results import leaderboard
 from kmnist.results.progress import progress
 
 if TYPE_CHECKING:  # imported lazily at run time: optuna and torch take a second to import
-    from kmnist.agent.keeper import Keeper
     from kmnist.agent.loop import AgentSummary
     from kmnist.backends import SweepControl, Ticket, WorkerSweep
     from kmnist.contract import TrialResult
@@ -209,17 +208,16 @@ def agent(
 
     SWEEP_ID with slashes (entity/project/id) is a W&B sweep: W&B hands out the runs."""
     from kmnist.agent.device import check as check_device
-    from kmnist.agent.keeper import keeper_for
     from kmnist.cli.wandb_commands import wandb_mode as default_wandb_mode
 
     devices = spawn.local_devices(gpus)
     if len(devices) > 1:
         sys.exit(spawn.per_gpu(devices, sys.argv[1:], storage))
     device = check_device(_pick_device(devices, device, lease_dir, gpu_share))
+    kept = (artifact_dir(sweep_id, storage, artifacts_root), keep)
     sweep = open_sweep(sweep_id, storage, default_wandb_mode(wandb_mode), allow_code)
-    keeper = keeper_for(sweep, artifact_dir(sweep_id, storage, artifacts_root), keep)
     wait = not no_wait and count is None
-    summary = _work(sweep, device, count, max_failures, threads, quiet, wait, keeper)
+    summary = _work(sweep, device, count, max_failures, threads, quiet, wait, kept)
     # One line however long: scripts and people read the last line for why the agent stopped.
     _say(f"agent done: {summary.line()}")
     sys.exit(0 if summary.ok else 1)
@@ -244,15 +242,19 @@ def _work(
     threads: int | None,
     quiet: bool,
     wait: bool,
-    keeper: Keeper | None = None,
+    kept: tuple[Path, int],
 ) -> AgentSummary:
+    """Run the agent loop over `sweep`; `kept`: the best N trials' files kept in this folder
+    (an offline sweep's), or logged with their W&B runs."""
     import torch
 
+    from kmnist.agent.keeper import keeper_for
     from kmnist.agent.loop import Agent
 
     if threads:
         torch.set_num_threads(threads)
     on_trial = None if quiet else _print_trial
+    keeper = keeper_for(sweep, *kept)
     agent = Agent(
         sweep, device, count, max_failures, on_trial=on_trial, keep=keeper, wait=wait, say=_say
     )

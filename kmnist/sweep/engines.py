@@ -23,7 +23,7 @@ def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) 
     """Why the offline engine cannot run this sweep as W&B would (empty: it can)."""
     raw = spec.raw
     reasons: list[str] = []
-    if spec.method not in OFFLINE_METHODS and scheduler_engine(spec) is None:
+    if spec.method not in OFFLINE_METHODS and spec.scheduler_engine is None:
         reasons.append(f"method {spec.method} runs on a W&B scheduler")
     if "job" in raw or "image_uri" in raw:
         reasons.append("job and image_uri run on W&B Launch")
@@ -35,12 +35,6 @@ def offline_refusals(spec: SweepSpec, environ: Mapping[str, str] | None = None) 
     else:
         reasons += _command_refusals(spec, os.environ if environ is None else environ)
     return reasons
-
-
-def scheduler_engine(spec: SweepSpec) -> str | None:
-    """The engine a scheduler sweep names (optuna, ax, wandb), or None for a plain sweep."""
-    scheduler = spec.raw.get("scheduler")
-    return scheduler.get("engine") if isinstance(scheduler, dict) else None
 
 
 def _command_refusals(spec: SweepSpec, environ: Mapping[str, str]) -> list[str]:
@@ -88,7 +82,7 @@ def _wandb_notes(spec: SweepSpec) -> list[str]:
                 f"warning: {grid.shown(points)} grid points and no run_cap below {grid.LIMIT:,}: "
                 "W&B runs every one"
             )
-    if scheduler_engine(spec) == "ax" and "search_space" in spec.raw["scheduler"]:
+    if spec.scheduler_engine == "ax" and "search_space" in spec.raw["scheduler"]:
         found.append("warning: scheduler.search_space is unused by the ax engine (W&B ignores it)")
     controller = spec.raw.get("controller")
     if isinstance(controller, dict) and controller.get("type") == "local":

@@ -178,6 +178,17 @@ class SweepSpec:
     def runs_project_trainer(self) -> bool:
         return runs_project_trainer(self.raw)
 
+    @property
+    def scheduler_engine(self) -> str | None:
+        """The engine a scheduler sweep names (optuna, ax, wandb), or None for a plain sweep."""
+        scheduler = self.raw.get("scheduler")
+        return scheduler.get("engine") if isinstance(scheduler, dict) else None
+
+    @property
+    def search(self) -> str:
+        """How the sweep searches: its scheduler's engine, else its method."""
+        return self.scheduler_engine or self.method
+
     def leaves(self) -> Iterator[tuple[tuple[str, ...], Param]]:
         """Every non-group parameter with its path, nested groups walked in file order."""
         yield from leaves(self.parameters)

@@ -253,7 +253,8 @@ def test_best_export_retrain_command_is_accepted_by_train(
     done = cli("best", sweep_id, "--storage", journal, "--out", str(out), "--json")
     assert done.returncode == 0, done.stderr
     winner = json.loads(done.stdout)
-    assert isinstance(winner["config"]["grp"], dict)  # the trial's config keeps its group
+    # what the trainer trained: flat, the group's parameters under their own names
+    assert "grp" not in winner["config"] and winner["config"]["weights"] == "distance"
     readme = (out / "README.md").read_text(encoding="utf-8")
     command = readme.split("```bash\n", 1)[1].split("\n```", 1)[0]
     program, train, *words = shlex.split(command)
@@ -262,7 +263,7 @@ def test_best_export_retrain_command_is_accepted_by_train(
     again = cli("train", *words, "--json")
     assert again.returncode == 0, again.stderr
     config = json.loads(again.stdout)["config"]
-    assert config["k"] == winner["config"]["grp"]["k"] and config["weights"] == "distance"
+    assert config["k"] == winner["config"]["k"] and config["weights"] == "distance"
 
 
 # -- 4. results files appear whole or not at all ---------------------------------------------------

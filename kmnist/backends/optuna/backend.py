@@ -37,7 +37,7 @@ from kmnist.backends.optuna.stored import (
 )
 from kmnist.errors import StorageFault, UserError
 from kmnist.sweep import SweepSpec, definition, objective
-from kmnist.sweep.engines import offline_refusals, scheduler_engine
+from kmnist.sweep.engines import offline_refusals
 from kmnist.trainer.params import ConfigError, flatten_groups
 
 # ask/tell with an RDB heartbeat warns that heartbeats belong to optimize(); we beat ourselves.
@@ -62,7 +62,7 @@ def create_sweep(
     and its file's path and SHA-256 are stored, never the code.
     """
     _refuse_what_only_wandb_runs(spec)
-    if scheduler_engine(spec) == "ax":
+    if spec.scheduler_engine == "ax":
         ax_sampler.require()  # here, not at the first agent
     if bayes_startup is not None and bayes_startup < 1:
         raise UserError(f"bayes startup trials: expected a whole number >= 1, got {bayes_startup}")

@@ -36,7 +36,6 @@ from kmnist.backends.optuna.samplers import (
 from kmnist.backends.optuna.user_code import UserAxClient, UserStudy
 from kmnist.errors import UserError
 from kmnist.sweep import hyperband
-from kmnist.sweep.engines import scheduler_engine
 from kmnist.sweep.objective import WANDB_STARTUP
 from kmnist.sweep.spec import SweepSpec
 
@@ -99,39 +98,15 @@ class StudyPlan:
         return value >= self.target if self.direction == "maximize" else value <= self.target
 
 
-def make_sampler(
-    spec: SweepSpec, seed: int | None = None, bayes: str = "gp", startup: int | None = None
-) -> BaseSampler:
-    if spec.method == "grid":
-        return WandbGridSampler(spec)
-    if spec.method == "random":
-        return WandbRandomSampler(spec, seed)
-    if spec.method == "bayes":
-        return WandbBayesSampler(spec, _bayes_sampler(bayes, seed, startup), seed)
-    raise UserError(
-        f"method {spec.method} runs on a W&B scheduler only; the Optuna engine runs "
-        "grid, random and bayes"
-    )
+@dataclass(frozen=True)
+class PlanChoices:
+    """What a plan may take besides the spec: the seed, the Bayesian model and its random start,
+    and the user's own study (a scheduler sweep's `source`)."""
 
-
-def _bayes_sampler(bayes: str, seed: int | None, startup: int | None) -> BaseSampler:
-    """The model under W&B's Bayes data; random draws until `startup` runs have a value."""
-    startup = WANDB_STARTUP if startup is None else startup
-    if startup < 1:
-        raise UserError(f"bayes startup trials: expected a whole number >= 1, got {startup}")
-    if bayes == "gp":
-        return GPSampler(seed=seed, n_startup_trials=startup)
-    if bayes == "tpe":
-        with quiet_experimental():  # multivariate: the whole point at once, as the GP does
-            return TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
-    raise UserError(f"unknown Bayesian sampler {bayes!r}: expected gp or tpe")
-
-
-def make_pruner(spec: SweepSpec) -> BasePruner:
-    early = spec.early_terminate
-    if early is None:
-        return NopPruner()
-    return WandbHyperbandPruner(early.brackets(), early.eta, early.strict)
+    seed: int | None = None
+    bayes: str = "gp"
+    startup: int | None = None
+    user: UserStudy | UserAxClient | None = None
 
 
 def plan(
@@ -141,41 +116,65 @@ def plan(
     startup: int | None = None,
     user: UserStudy | UserAxClient | None = None,
 ) -> StudyPlan:
-    if scheduler_engine(spec) in ("optuna", "ax"):
-        return scheduler_plan(spec, seed, user)
+    """The study that runs `spec` as W&B would: one plan per way of searching (PLANS)."""
+    planned = PLANS.get(spec.search)
+    if planned is None:  # create refuses it (`engines.offline_refusals`): a stored one only
+        raise UserError(
+            f"method {spec.method} runs on a W&B scheduler only; the Optuna engine runs "
+            f"{', '.join(PLANS)}"
+        )
+    return planned(spec, PlanChoices(seed, bayes, startup, user))
+
+
+def _planned(spec: SweepSpec, sampler: BaseSampler) -> StudyPlan:
+    """A plain sweep's study: W&B's sampler, its hyperband rule, run_cap and target."""
     target = spec.metric.target if spec.metric else None
-    sampler = make_sampler(spec, seed, bayes, startup)
     return StudyPlan(spec.goal, sampler, make_pruner(spec), spec.run_cap, target)
 
 
-def scheduler_plan(
-    spec: SweepSpec, seed: int | None = None, user: UserStudy | UserAxClient | None = None
-) -> StudyPlan:
+def _grid(spec: SweepSpec, choices: PlanChoices) -> StudyPlan:
+    return _planned(spec, WandbGridSampler(spec))
+
+
+def _random(spec: SweepSpec, choices: PlanChoices) -> StudyPlan:
+    return _planned(spec, WandbRandomSampler(spec, choices.seed))
+
+
+def _bayes(spec: SweepSpec, choices: PlanChoices) -> StudyPlan:
+    """W&B's Bayes data under a model; random draws until `startup` runs have a value."""
+    startup = WANDB_STARTUP if choices.startup is None else choices.startup
+    if startup < 1:
+        raise UserError(f"bayes startup trials: expected a whole number >= 1, got {startup}")
+    seed = choices.seed
+    if choices.bayes == "gp":
+        model: BaseSampler = GPSampler(seed=seed, n_startup_trials=startup)
+    elif choices.bayes == "tpe":
+        with quiet_experimental():  # multivariate: the whole point at once, as the GP does
+            model = TPESampler(seed=seed, n_startup_trials=startup, multivariate=True)
+    else:
+        raise UserError(f"unknown Bayesian sampler {choices.bayes!r}: expected gp or tpe")
+    return _planned(spec, WandbBayesSampler(spec, model, seed))
+
+
+def make_pruner(spec: SweepSpec) -> BasePruner:
+    early = spec.early_terminate
+    if early is None:
+        return NopPruner()
+    return WandbHyperbandPruner(early.brackets(), early.eta, early.strict)
+
+
+def _optuna_scheduler(spec: SweepSpec, choices: PlanChoices) -> StudyPlan:
     """The study W&B's Optuna scheduler makes (`build_optuna_optimizer`): with no user code,
     Optuna's default sampler (TPE) over the file's parameters as W&B converts them and no
     pruner (`create_study_from_sweep_config`); else the user's sampler, pruner, terminator and
-    search space, where given. On the Ax engine, the user's Ax client, else W&B's default one,
-    proposes each trial (`ax_sampler`), with no pruner."""
-    user = user or UserStudy()
+    search space, where given."""
+    user = choices.user or UserStudy()
+    assert isinstance(user, UserStudy)
     parameters = spec.raw.get("parameters") or {}
-    if scheduler_engine(spec) == "ax":
-        client = user if isinstance(user, UserAxClient) else None
-        ax = AxSampler(parameters, spec.objectives, seed, client)
-        return StudyPlan(
-            spec.goal,
-            ax,
-            NopPruner(),
-            spec.run_cap,
-            None,
-            wandb_scheduler=True,
-            distributions=ax.distributions,
-            terminator=ax.terminated if client and client.terminator else None,
-        )
-    assert not isinstance(user, UserAxClient)
     space = None if user.search_space else scheduler.distributions(parameters)
     return StudyPlan(
         spec.goal,
-        user.sampler or TPESampler(seed=seed),
+        user.sampler or TPESampler(seed=choices.seed),
         user.pruner or NopPruner(),
         spec.run_cap,
         None,
@@ -184,3 +183,31 @@ def scheduler_plan(
         search_space=user.search_space,
         terminator=user.terminator,
     )
+
+
+def _ax_scheduler(spec: SweepSpec, choices: PlanChoices) -> StudyPlan:
+    """W&B's Ax scheduler: the user's Ax client, else W&B's default one, proposes each trial
+    (`ax_sampler`), with no pruner."""
+    client = choices.user if isinstance(choices.user, UserAxClient) else None
+    parameters = spec.raw.get("parameters") or {}
+    ax = AxSampler(parameters, spec.objectives, choices.seed, client)
+    return StudyPlan(
+        spec.goal,
+        ax,
+        NopPruner(),
+        spec.run_cap,
+        None,
+        wandb_scheduler=True,
+        distributions=ax.distributions,
+        terminator=ax.terminated if client and client.terminator else None,
+    )
+
+
+# One entry per way of searching; validation lets through only what one of them runs.
+PLANS: dict[str, Callable[[SweepSpec, PlanChoices], StudyPlan]] = {
+    "grid": _grid,
+    "random": _random,
+    "bayes": _bayes,
+    "optuna": _optuna_scheduler,
+    "ax": _ax_scheduler,
+}
