@@ -102,5 +102,7 @@ def test_four_agents_run_the_sweep_to_its_cap(
     assert sorted(row["trial"] for row in board) == sorted(t.number for t in shown)
     best = board[0]
     assert best["rank"] == 1 and best["state"] == "completed"
-    assert best["trial"] == study.best_trial.number
+    # kNN trials that drew the same config tie; Optuna's RDB storage returns any of them first
+    tied = {t.number for t in shown if t.value == study.best_value}
+    assert best["trial"] in tied and study.best_trial.number in tied
     assert best["best val/accuracy"] == study.best_value

@@ -99,7 +99,8 @@ COMMAND_SWEEP = {
     **KNN_SWEEP,
     "command": ["${env}", "python", "-m", "kmnist.wandb_entry", "--epochs=3", "--k", "5",
                 "--seed=${envvar:KMNIST_SEED}", "${args}"],
-    "parameters": {"model": {"value": "knn"}, "grp": {"parameters": {"metric": {"value": "cosine"}}}},
+    "parameters": {"model": {"value": "knn"},
+                   "grp": {"parameters": {"metric": {"value": "cosine"}}}},
 }  # fmt: skip
 
 

@@ -590,7 +590,7 @@ def test_files_wandb_runs_validate(text: str, said: str, tmp_path: Path) -> None
             "'--device=cpu'",
         ),
         (  # each agent reads an envvar in a value; a name is read once, at create
-            OK + LR + "command: [python, -m, kmnist.wandb_entry, '--${envvar:KNOB}=3', '${args}']\n",
+            OK + LR + "command: [python, -m, kmnist.wandb_entry, '--${envvar:K}=3', '${args}']\n",
             "reads ${envvar:NAME} in a parameter's value only",
         ),
     ],
