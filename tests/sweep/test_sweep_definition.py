@@ -142,3 +142,19 @@ def test_an_envvar_this_agent_sets_badly_is_one_line_naming_it(
     assert_one_line_error(proc, f"sweep {sweep_id}: command word --seed=${{envvar:KMNIST_SEED}}")
     assert shown in proc.stderr and "set $KMNIST_SEED for this agent" in proc.stderr
     assert not _study(journal, sweep_id).trials  # no trial taken
+
+
+def test_a_warm_start_needs_no_agent_environment(journal: str, tmp_path: Path) -> None:
+    import os
+
+    path = sweep_file(tmp_path, COMMAND_SWEEP)
+    earlier = create(path, journal)
+    with_seed = {**os.environ, "KMNIST_SEED": "3"}
+    ran = cli("agent", earlier, "--storage", journal, "--count", "1", "--quiet", env=with_seed)
+    assert ran.returncode == 0, ran.stderr
+    # the creating shell lacks $KMNIST_SEED: only an agent reads it, when it asks for a trial
+    without = {k: v for k, v in os.environ.items() if k != "KMNIST_SEED"}
+    done = cli("create", str(path), "--backend", "optuna", "--storage", journal,
+               "--warm-start", earlier, env=without)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(_study(journal, done.stdout.strip()).trials) == 1  # the earlier trial, told

@@ -8,6 +8,7 @@ is `reading.py`; the study and the definition it was made with, `stored.py`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import secrets
 import warnings
@@ -173,7 +174,6 @@ class OptunaSweep:
         stored = load_sweep(sweep_id, url)
         self.stored, self.sweep_id, self.url = stored, sweep_id, stored.url
         self.study, self.storage, self.spec = stored.study, stored.storage, stored.spec
-        self.command_parameters = self._command_parameters()
         startup = self.study.user_attrs.get("bayes_startup")
         user = self._user_study(allow_code)
         self.plan: StudyPlan = plan(self.spec, seed, startup=startup, user=user)
@@ -220,18 +220,19 @@ class OptunaSweep:
     # -- handing out trials ------------------------------------------------------------------
     @answers
     def next_trial(self) -> Ticket:
+        given = self.command_parameters  # this agent's environment: read before any trial
         self.liveness.reap_dead_trials()
         self._check_open()
         self.liveness.check_writable()  # before a trial exists that could not be locked
         trial = self.study.ask()  # its parameters are drawn once it is held (`_drawn`)
         try:
             with answering(self.url):
-                return self._hand_out(trial)
+                return self._hand_out(trial, given)
         except StorageFault:
             self.liveness.let_go(trial.number, told=False)  # left to crash detection
             raise
 
-    def _hand_out(self, trial: optuna.Trial) -> Ticket:
+    def _hand_out(self, trial: optuna.Trial, given: dict[str, Any]) -> Ticket:
         self.liveness.hold(trial.number)
         frozen = self.storage.get_trial(self.stored.trial_id(trial.number))
         if self._over_cap(trial.number):
@@ -245,7 +246,7 @@ class OptunaSweep:
         except AxDone as done:
             self._discard(trial, str(done))
             raise self._finished(str(done)) from None
-        chosen = {**self.command_parameters, **drawn}
+        chosen = {**given, **drawn}
         trial.set_user_attr("config", chosen)  # as W&B shows a run's config: groups nested
         try:
             return Ticket(trial.number, flatten_groups(chosen), trial, retry_of(frozen))
@@ -261,9 +262,11 @@ class OptunaSweep:
             return {name: suggest(trial, name, d) for name, d in self.plan.distributions.items()}
         return suggest_config(trial, self.spec)
 
-    def _command_parameters(self) -> dict[str, Any]:
+    @functools.cached_property
+    def command_parameters(self) -> dict[str, Any]:
         """Trainer parameters written into the sweep's command, typed at create; those read
-        from the environment, with this agent's (once per agent, as W&B's agent reads them).
+        from the environment, with this agent's (once per agent, as W&B's agent reads them;
+        not before a trial is asked: `create --warm-start` opens the sweep too).
 
         W&B's parameter file gives the run's config over them, so the config is laid on top.
         """
