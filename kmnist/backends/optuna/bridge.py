@@ -121,7 +121,7 @@ def plan(
     if planned is None:  # create refuses it (`engines.offline_refusals`): a stored one only
         raise UserError(
             f"method {spec.method} runs on a W&B scheduler only; the Optuna engine runs "
-            f"{', '.join(PLANS)}"
+            "grid, random and bayes, and the optuna and ax schedulers"
         )
     return planned(spec, PlanChoices(seed, bayes, startup, user))
 
