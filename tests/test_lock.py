@@ -63,3 +63,15 @@ def test_this_environment_runs_the_locked_versions() -> None:
         if installed != version:
             drifted[name] = f"{installed} installed, {version} locked"
     assert not drifted, f"{drifted}: install with `-c requirements.lock`, or {RELOCK}"
+
+
+def test_every_package_installed_here_is_pinned() -> None:
+    """Installed with `-c requirements.lock`, an unpinned package is one the lock's walk missed
+    (e.g. one an extra of a dependency brings): a fresh machine would install its newest."""
+    tools = {"pip", "setuptools", "wheel", "kmnist-sweep", "torch"}
+    pinned = pins("requirements.lock")
+    installed = {canonicalize_name(d.metadata["Name"]) for d in md.distributions()}
+    loose = sorted(
+        name for name in installed - pinned.keys() - tools if not name.startswith("nvidia-")
+    )
+    assert not loose, f"installed but not pinned: {', '.join(loose)}: {RELOCK}"

@@ -43,34 +43,42 @@ def project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
-def roots(extras: tuple[str, ...]) -> list[str]:
+def roots(extras: tuple[str, ...]) -> list[Requirement]:
     """pyproject's dependencies and those of `extras`, and torch's (torch itself is not pinned)."""
     spec = project()
     texts = list(spec["dependencies"])
     for extra in extras:
         texts += spec["optional-dependencies"][extra]
-    return [Requirement(text).name for text in texts] + _requires("torch")
+    return [Requirement(text) for text in texts] + _requires(Requirement("torch"))
 
 
-def _requires(name: str) -> list[str]:
-    wanted = []
-    for text in md.requires(name) or []:
+def _requires(wanted: Requirement) -> list[Requirement]:
+    """What installing `wanted` installs next: its package's requirements, and those of the
+    extras it names (ax-platform asks for `botorch[pymoo]`: pymoo comes with that extra)."""
+    found = []
+    for text in md.requires(wanted.name) or []:
         req = Requirement(text)
-        if req.marker is None or req.marker.evaluate({"extra": ""}):
-            wanted.append(req.name)
-    return wanted
+        if req.marker is None or any(
+            req.marker.evaluate({"extra": extra}) for extra in ("", *wanted.extras)
+        ):
+            found.append(req)
+    return found
 
 
-def closure(names: list[str]) -> dict[str, str]:
-    """Each name and what it requires, transitively, at the version installed here."""
+def closure(wanted: list[Requirement]) -> dict[str, str]:
+    """Each requirement and what it requires, transitively, at the version installed here."""
     pinned: dict[str, str] = {}
-    stack = list(names)
+    walked: set[tuple[str, frozenset[str]]] = set()
+    stack = list(wanted)
     while stack:
-        name = canonicalize_name(stack.pop())
-        if name in pinned or name in NOT_LOCKED or name.startswith(NOT_LOCKED_PREFIXES):
+        req = stack.pop()
+        name = canonicalize_name(req.name)
+        key = (name, frozenset(req.extras))
+        if key in walked or name in NOT_LOCKED or name.startswith(NOT_LOCKED_PREFIXES):
             continue
+        walked.add(key)
         pinned[name] = md.version(name)
-        stack += _requires(name)
+        stack += _requires(req)
     return pinned
 
 
