@@ -68,7 +68,7 @@ def test_this_environment_runs_the_locked_versions() -> None:
 def test_every_package_installed_here_is_pinned() -> None:
     """Installed with `-c requirements.lock`, an unpinned package is one the lock's walk missed
     (e.g. one an extra of a dependency brings): a fresh machine would install its newest."""
-    tools = {"pip", "setuptools", "wheel", "kmnist-sweep", "torch"}
+    tools = {"pip", "setuptools", "wheel", "kmnist-sweep", "torch", "triton"}  # as tools/lock.py
     pinned = pins("requirements.lock")
     installed = {canonicalize_name(d.metadata["Name"]) for d in md.distributions()}
     loose = sorted(
