@@ -8,6 +8,7 @@ second (kNN) or about a second (CNN) on one CPU thread.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import shutil
 import signal
@@ -25,10 +26,9 @@ import yaml
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.pool import NullPool
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-# SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; Optuna alone needs the driver named.
-POSTGRES_DRIVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 CLI = [sys.executable, "-m", "kmnist.cli"]  # `kmnist-sweep`, without the pyenv shim's startup
 
 KNN_SWEEP: dict[str, Any] = {
@@ -176,9 +176,19 @@ def finish_all(
 
 def open_storage(url: str) -> BaseStorage:
     """The study's storage opened with Optuna alone, independently of kmnist's own code."""
-    if url == POSTGRES_URL:
-        return RDBStorage(POSTGRES_DRIVER_URL)
+    if url.startswith("postgresql://"):
+        return _database(url)
     return JournalStorage(JournalFileBackend(url, lock_obj=JournalFileOpenLock(url)))
+
+
+@functools.cache
+def _database(url: str) -> RDBStorage:
+    """One storage per database and process, a connection per call (NullPool). Tests poll it
+    ten times a second; a storage per call held its pooled connection until the garbage
+    collector came, and two workers ran PostgreSQL out of its 100 clients. SQLAlchemy 2.1
+    reads a bare postgresql:// as psycopg 3; Optuna alone needs the driver named."""
+    driver_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return RDBStorage(driver_url, engine_kwargs={"poolclass": NullPool})
 
 
 def stored_trials(url: str, sweep_id: str) -> list[FrozenTrial]:

@@ -9,7 +9,6 @@ test's own whose connections PostgreSQL is told to refuse and whose backends it 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -42,9 +41,7 @@ from engine_util import (
     unprivileged,
     wait_for,
 )
-from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.pool import NullPool
 
 from kmnist.backends.optuna.backend import OptunaSweep
 from kmnist.trainer.faults import device_fault
@@ -438,23 +435,9 @@ def allow_connections(url: str) -> None:
     _postgres_admin(f"ALTER DATABASE {url.rsplit('/', 1)[1]} WITH ALLOW_CONNECTIONS true")
 
 
-@functools.cache
-def _database(url: str) -> RDBStorage:
-    """The database opened with Optuna alone, a connection per call (NullPool): the test's own
-    reads outlive the cuts."""
-    driver_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    return RDBStorage(driver_url, engine_kwargs={"poolclass": NullPool})
-
-
-def trials_at(url: str, sweep_id: str) -> list[FrozenTrial]:
-    if not url.startswith("postgresql://"):
-        return stored_trials(url, sweep_id)
-    return optuna.load_study(study_name=sweep_id, storage=_database(url)).get_trials()
-
-
 def running_trial(url: str, sweep_id: str, epochs: int = 1) -> FrozenTrial | None:
     """The running trial, once it has its config and at least `epochs` epochs reported."""
-    for t in trials_at(url, sweep_id):
+    for t in stored_trials(url, sweep_id):
         ready = "config" in t.user_attrs and len(t.intermediate_values) >= epochs
         if t.state == TrialState.RUNNING and ready:
             return t
@@ -476,7 +459,7 @@ def earlier_trials_and_a_long_sweep(
     done_id = create(sweep_file(tmp_path, KNN_SWEEP), storage)
     ran = cli("agent", done_id, "--storage", storage, "--count", "1", "--threads", "1", "--quiet")
     assert ran.returncode == 0, ran.stderr
-    done = as_recorded(trials_at(storage, done_id))
+    done = as_recorded(stored_trials(storage, done_id))
     assert [state for _, state, *_ in done] == [TrialState.COMPLETE]
     long_sweep = {"run_cap": 2, "early_terminate": None, **long_sweep}
     parameters = {"epochs": {"value": 60}} | long_sweep.pop("parameters", {})
@@ -489,7 +472,7 @@ def assert_run_again(storage: str, sweep_id: str, cut: FrozenTrial) -> None:
     sweep = OptunaSweep(sweep_id, storage)
     # Journal: its lock was freed as its agent exited. Database: its heartbeat went silent.
     wait_for(lambda: sweep.liveness.reap_dead_trials() == [cut.number], 30, "the cut trial reaped")
-    dead, retry = trials_at(storage, sweep_id)
+    dead, retry = stored_trials(storage, sweep_id)
     assert (dead.state, dead.user_attrs["failure_reason"]) == (TrialState.FAIL, "agent died")
     assert (retry.state, retry.system_attrs["failed_trial"]) == (TrialState.WAITING, cut.number)
     assert retry.params == cut.params
@@ -528,8 +511,8 @@ def test_an_agent_whose_database_goes_away_mid_trial_stops_with_one_line(
         f"Error: cannot reach sweep storage {url.replace(PLANTED_PASSWORD, '***')}: "
     )
     assert "not currently accepting connections" in lines[0] and PLANTED_PASSWORD not in lines[0]
-    assert as_recorded(trials_at(url, done_id)) == done  # nothing recorded before is lost
-    (cut,) = trials_at(url, sweep_id)
+    assert as_recorded(stored_trials(url, done_id)) == done  # nothing recorded before is lost
+    (cut,) = stored_trials(url, sweep_id)
     assert cut.state == TrialState.RUNNING and "summary" not in cut.user_attrs
     assert bool(cut.intermediate_values) == (during == "report")
     # Left to the heartbeat reaper: nothing can queue it again while the database is away.
@@ -554,7 +537,7 @@ def test_a_database_connection_cut_while_idle_costs_the_trial_nothing(
     code, lines = ended(proc, tmp_path / "a.err")
     no_traceback(lines)
     assert code == 0 and "1 completed; sweep finished: run_cap 1 reached" in lines[-1], lines
-    (trial,) = trials_at(url, sweep_id)
+    (trial,) = stored_trials(url, sweep_id)
     assert trial.state == TrialState.COMPLETE and len(trial.intermediate_values) == 30
 
 
@@ -588,8 +571,8 @@ def test_an_agent_whose_journal_goes_away_mid_trial_stops_with_one_line(
     assert lines[0].startswith(f"Error: lost sweep storage {journal} while in use: cannot ")
     assert "put it back as it was" in lines[0]
     assert journal.read_bytes() == before  # nothing written, nothing lost
-    assert as_recorded(trials_at(str(journal), done_id)) == done
-    (cut,) = trials_at(str(journal), sweep_id)
+    assert as_recorded(stored_trials(str(journal), done_id)) == done
+    (cut,) = stored_trials(str(journal), sweep_id)
     assert cut.state == TrialState.RUNNING and cut.intermediate_values
     # Left to the lock reaper: its lock was freed as the agent exited.
     assert_run_again(str(journal), sweep_id, cut)
