@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,9 @@ class StallingProxy:
     def close(self) -> None:
         self.server.close()
         for conn in self.held:
+            # shutdown, not just close: a pipe thread blocked in recv keeps a closed socket open.
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
 
@@ -280,6 +283,9 @@ def test_a_link_that_stalls_mid_trial_ends_the_agent_with_one_line(
         (trial,) = stored_trials(POSTGRES_URL, sweep_id)
         assert trial.state.name == "RUNNING" and trial.intermediate_values
     finally:
+        # The stall may have caught the agent inside a transaction: its server process keeps
+        # that trial's row locks, and the delete would wait on them, until the link is closed.
+        proxy.close()
         optuna.delete_study(study_name=sweep_id, storage=open_storage(POSTGRES_URL))
 
 
